@@ -1,0 +1,65 @@
+/**
+ * @module actor
+ * What an actor module sees: `defineActor` to declare its typed request handlers and lifecycle,
+ * and the `ActorContext` it is started with (typed refs to peers, events, logging, config).
+ * An actor module's default export is the value returned by `defineActor`; it runs on its own
+ * worker thread (see actor-host.ts), so nothing here is shared memory.
+ */
+import type { Protocol } from './envelope.ts';
+
+/** The request type of a protocol as a discriminated union, e.g. for logging or validation. */
+export type RequestOf<P extends Protocol> = { [K in keyof P & string]: { type: K; payload: P[K]['req'] } }[keyof P & string];
+
+export type Handlers<P extends Protocol> = {
+  [K in keyof P]: (payload: P[K]['req'], from: string) => P[K]['res'] | Promise<P[K]['res']>;
+};
+
+export interface CallOptions {
+  /** Per-call timeout; the default is the runtime's (5 s). */
+  timeoutMs?: number;
+}
+
+export interface ActorRef<P extends Protocol> {
+  readonly name: string;
+  /** Rejects at once with ActorUnavailable when the actor is down or dies mid-call. */
+  call<K extends keyof P & string>(type: K, payload: P[K]['req'], options?: CallOptions): Promise<P[K]['res']>;
+  /** Whether a live channel to the actor exists right now. */
+  readonly available: boolean;
+}
+
+export interface ActorLog {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** Lifecycle states the supervisor reports for each actor (pushed as the `actor-states` event). */
+export type ActorState = 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped' | 'failed';
+
+/** Events published by the runtime itself; actors add their own topics. */
+export interface RuntimeEvents {
+  'actor-states': Record<string, ActorState>;
+}
+
+export interface ActorContext<Config = unknown> {
+  readonly name: string;
+  readonly config: Config;
+  readonly log: ActorLog;
+  peer<P extends Protocol>(name: string): ActorRef<P>;
+  /** One-way event to every peer (and the supervisor). */
+  publish(topic: string, payload: unknown): void;
+  /** Events from peers and the supervisor; returns an unsubscribe function. */
+  subscribe<T>(topic: string, handler: (payload: T, from: string) => void): () => void;
+}
+
+export interface ActorDefinition<P extends Protocol, Config> {
+  /** Runs once per thread start; resolves with the handlers. A throw here is a crash. */
+  start(ctx: ActorContext<Config>): Handlers<P> | Promise<Handlers<P>>;
+  /** Graceful stop: finish in-flight work within `graceMs`, release resources. */
+  stop?(graceMs: number): void | Promise<void>;
+}
+
+export function defineActor<P extends Protocol, Config = unknown>(def: ActorDefinition<P, Config>): ActorDefinition<P, Config> {
+  return def;
+}

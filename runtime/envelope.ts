@@ -1,0 +1,55 @@
+/**
+ * @module envelope
+ * The wire format of every message that crosses a thread boundary in the runtime: requests and
+ * replies (correlated by id), one-way events, and the supervisor's control messages. Actors never
+ * see envelopes; they see typed calls and events (see channel.ts and actor.ts).
+ */
+import type { MessagePort } from 'node:worker_threads';
+
+/** A protocol maps each request type to its payload and its reply. */
+export type Protocol = Record<string, { req: unknown; res: unknown }>;
+
+/** An error as it travels between threads: plain data, never a stack. */
+export interface WireError {
+  /** `actor_unavailable`, `actor_timeout`, or a domain code such as `job_not_found`. */
+  code: string;
+  message: string;
+  status?: number;
+  details?: Record<string, unknown>;
+}
+
+export type Envelope =
+  | { kind: 'request'; id: number; type: string; payload: unknown }
+  | { kind: 'reply'; id: number; ok: true; value: unknown }
+  | { kind: 'reply'; id: number; ok: false; error: WireError }
+  | { kind: 'event'; topic: string; payload: unknown };
+
+/** Supervisor → actor. */
+export type ControlToActor =
+  | { kind: 'peer-up'; name: string; port: MessagePort }
+  | { kind: 'peer-down'; name: string }
+  | { kind: 'stop'; graceMs: number };
+
+/** Actor → supervisor. */
+export type ControlFromActor =
+  | { kind: 'ready' }
+  | { kind: 'stopped' }
+  | { kind: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };
+
+/** What the supervisor hands a worker thread at start. */
+export interface ActorBoot {
+  name: string;
+  module: string;
+  config: unknown;
+  peers: Record<string, MessagePort>;
+}
+
+export function isControlToActor(msg: unknown): msg is ControlToActor {
+  const kind = (msg as { kind?: unknown } | null)?.kind;
+  return kind === 'peer-up' || kind === 'peer-down' || kind === 'stop';
+}
+
+export function isControlFromActor(msg: unknown): msg is ControlFromActor {
+  const kind = (msg as { kind?: unknown } | null)?.kind;
+  return kind === 'ready' || kind === 'stopped' || kind === 'log';
+}
