@@ -19,7 +19,14 @@ export interface LogOptions {
 export function createLogger(options: LogOptions): Logger {
   const base = { level: options.level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   if (options.format === 'pretty') {
-    return pino(base, pretty({ sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid', destination: options.destination ?? 1 }));
+    return pino(base, pretty({
+      sync: true,
+      singleLine: true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      messageFormat: '{if actor}[{actor}] {end}{msg}',
+      ignore: 'pid,actor',
+      destination: options.destination ?? 1,
+    }));
   }
   return pino(base, options.destination ?? pino.destination({ sync: true }));
 }

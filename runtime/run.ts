@@ -17,8 +17,13 @@ export async function runSupervised(specs: ChildSpec[], options: Omit<Supervisor
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {
-      logger.warn({ event: 'exit', signal }, `second ${signal}: exiting now`);
-      process.exit(1);
+      // A second Ctrl-C is a human insisting; repeated SIGTERMs (process-group delivery) are not.
+      if (signal === 'SIGINT') {
+        logger.warn({ event: 'exit', signal }, 'second SIGINT: exiting without waiting for actors');
+        process.exit(1);
+      }
+      logger.info({ event: 'shutdown', signal }, `${signal} again: already shutting down`);
+      return;
     }
     signalled = true;
     void supervisor.shutdown(`received ${signal}`).then(() => {

@@ -1,0 +1,199 @@
+/**
+ * @module config
+ * The one place Flashpods settings are declared: each has a default (dev and production
+ * profiles), a `FLASHPODS_*` environment variable and a key in the optional JSON config file.
+ * Precedence: defaults < config file < environment. Every bad value is reported at once, each
+ * with the variable or key that holds it, and startup stops.
+ *
+ * The config holds paths, never secrets: actors read the token and secrets files themselves.
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+
+export type Profile = 'dev' | 'production';
+
+export interface FlashpodsConfig {
+  profile: Profile;
+  paths: {
+    db: string;
+    uploads: string;
+    artifacts: string;
+    logs: string;
+    apiTokenFile: string;
+    podmanSocket: string;
+    secretsFile: string;
+    tokenSocket: string;
+    spireSocket: string;
+  };
+  listen: { host: string; port: number };
+  log: { format: 'json' | 'pretty'; level: 'debug' | 'info' | 'warn' | 'error' };
+  capacity: { cpus: number; memoryGb: number };
+  limits: {
+    bodyMaxBytes: number;
+    uploadMaxBytes: number;
+    uploadsTotalBytes: number;
+    logCapBytes: number;
+    logsTotalBytes: number;
+    artifactFileMaxBytes: number;
+    artifactJobMaxBytes: number;
+    artifactMaxFiles: number;
+  };
+  ttl: { uploadUnfinalizedMs: number; uploadFinalizedMs: number; logMs: number; artifactMs: number };
+  timing: { killGraceMs: number; cleanupIntervalMs: number; reconcileIntervalMs: number; shutdownGraceMs: number; longPollMaxMs: number };
+  rateLimit: { perSecond: number; burst: number };
+  podman: { rootless: boolean; networkMode: string; agentImage: string; defaultImage: string };
+}
+
+type Parser = (raw: unknown) => unknown;
+interface Setting {
+  key: string;
+  env: string;
+  parse: Parser;
+  dev: (home: string) => unknown;
+  production: unknown;
+}
+
+const GIB = 1024 ** 3;
+const MIB = 1024 ** 2;
+
+class BadValue extends Error {}
+
+const parsers = {
+  path: (raw: unknown) => {
+    if (typeof raw !== 'string' || raw === '') throw new BadValue('must be a non-empty path');
+    return resolve(raw);
+  },
+  int: (min: number, max = Number.MAX_SAFE_INTEGER) => (raw: unknown) => {
+    const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new BadValue(`must be a whole number from ${min} to ${max}`);
+    return n;
+  },
+  /** Seconds in the env and file (what operators think in), milliseconds inside. */
+  seconds: (min: number) => (raw: unknown) => {
+    const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min) throw new BadValue(`must be a number of seconds ≥ ${min}`);
+    return Math.round(n * 1000);
+  },
+  oneOf: (...values: string[]) => (raw: unknown) => {
+    if (typeof raw !== 'string' || !values.includes(raw)) throw new BadValue(`must be one of ${values.join(', ')}`);
+    return raw;
+  },
+  bool: (raw: unknown) => {
+    if (raw === true || raw === 'true' || raw === '1') return true;
+    if (raw === false || raw === 'false' || raw === '0') return false;
+    throw new BadValue('must be true or false');
+  },
+  text: (raw: unknown) => {
+    if (typeof raw !== 'string' || raw === '') throw new BadValue('must be a non-empty string');
+    return raw;
+  },
+  hostPort: (raw: unknown) => {
+    const m = typeof raw === 'string' ? /^(\[[0-9a-fA-F:]+\]|[\w.-]+):(\d{1,5})$/.exec(raw) : null;
+    const port = Number(m?.[2]);
+    if (!m || port > 65535) throw new BadValue('must be host:port, e.g. 10.0.0.1:8080 (port 0 picks a free one)');
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  },
+};
+
+const detectedMemoryGb = Math.floor(totalmem() / GIB);
+
+/** The settings table; README's configuration section is generated from the same rows. */
+export const SETTINGS: Setting[] = [
+  { key: 'paths.db', env: 'FLASHPODS_DB', parse: parsers.path, dev: (h) => `${h}/db/flashpods.db`, production: '/var/lib/flashpods/db/flashpods.db' },
+  { key: 'paths.uploads', env: 'FLASHPODS_UPLOADS_DIR', parse: parsers.path, dev: (h) => `${h}/uploads`, production: '/tmp/flashpods/uploads' },
+  { key: 'paths.artifacts', env: 'FLASHPODS_ARTIFACTS_DIR', parse: parsers.path, dev: (h) => `${h}/artifacts`, production: '/var/lib/flashpods/artifacts' },
+  { key: 'paths.logs', env: 'FLASHPODS_LOGS_DIR', parse: parsers.path, dev: (h) => `${h}/logs`, production: '/var/log/flashpods' },
+  { key: 'paths.apiTokenFile', env: 'FLASHPODS_API_TOKEN_FILE', parse: parsers.path, dev: (h) => `${h}/api-token`, production: '/etc/flashpods/api-token' },
+  { key: 'paths.podmanSocket', env: 'FLASHPODS_PODMAN_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/podman.sock`, production: '/run/flashpods/podman.sock' },
+  { key: 'paths.secretsFile', env: 'FLASHPODS_SECRETS_FILE', parse: parsers.path, dev: (h) => `${h}/secrets.json`, production: '/etc/flashpods/secrets.json' },
+  { key: 'paths.tokenSocket', env: 'FLASHPODS_TOKEN_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/token.sock`, production: '/run/flashpods/token.sock' },
+  { key: 'paths.spireSocket', env: 'FLASHPODS_SPIRE_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/spire-agent.sock`, production: '/run/spire/sockets/agent.sock' },
+  { key: 'listen', env: 'FLASHPODS_LISTEN', parse: parsers.hostPort, dev: () => '127.0.0.1:8080', production: '10.0.0.1:8080' },
+  { key: 'log.format', env: 'FLASHPODS_LOG_FORMAT', parse: parsers.oneOf('json', 'pretty'), dev: () => 'json', production: 'json' },
+  { key: 'log.level', env: 'FLASHPODS_LOG_LEVEL', parse: parsers.oneOf('debug', 'info', 'warn', 'error'), dev: () => 'info', production: 'info' },
+  { key: 'capacity.cpus', env: 'FLASHPODS_CAPACITY_CPUS', parse: parsers.int(1), dev: () => availableParallelism(), production: availableParallelism() },
+  { key: 'capacity.memoryGb', env: 'FLASHPODS_CAPACITY_MEMORY_GB', parse: parsers.int(1), dev: () => Math.max(1, detectedMemoryGb - 2), production: Math.max(1, detectedMemoryGb - 2) },
+  { key: 'limits.bodyMaxBytes', env: 'FLASHPODS_BODY_MAX_BYTES', parse: parsers.int(1024), dev: () => MIB, production: MIB },
+  { key: 'limits.uploadMaxBytes', env: 'FLASHPODS_UPLOAD_MAX_BYTES', parse: parsers.int(1), dev: () => 2 * GIB, production: 2 * GIB },
+  { key: 'limits.uploadsTotalBytes', env: 'FLASHPODS_UPLOADS_TOTAL_BYTES', parse: parsers.int(1), dev: () => 10 * GIB, production: 10 * GIB },
+  { key: 'limits.logCapBytes', env: 'FLASHPODS_LOG_CAP_BYTES', parse: parsers.int(1024), dev: () => 50 * MIB, production: 50 * MIB },
+  { key: 'limits.logsTotalBytes', env: 'FLASHPODS_LOGS_TOTAL_BYTES', parse: parsers.int(1), dev: () => 10 * GIB, production: 10 * GIB },
+  { key: 'limits.artifactFileMaxBytes', env: 'FLASHPODS_ARTIFACT_FILE_MAX_BYTES', parse: parsers.int(1), dev: () => GIB, production: GIB },
+  { key: 'limits.artifactJobMaxBytes', env: 'FLASHPODS_ARTIFACT_JOB_MAX_BYTES', parse: parsers.int(1), dev: () => 2 * GIB, production: 2 * GIB },
+  { key: 'limits.artifactMaxFiles', env: 'FLASHPODS_ARTIFACT_MAX_FILES', parse: parsers.int(1), dev: () => 200, production: 200 },
+  { key: 'ttl.uploadUnfinalizedMs', env: 'FLASHPODS_UPLOAD_UNFINALIZED_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 30 * 60, production: 30 * 60 },
+  { key: 'ttl.uploadFinalizedMs', env: 'FLASHPODS_UPLOAD_FINALIZED_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 60 * 60, production: 60 * 60 },
+  { key: 'ttl.logMs', env: 'FLASHPODS_LOG_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 24 * 3600, production: 24 * 3600 },
+  { key: 'ttl.artifactMs', env: 'FLASHPODS_ARTIFACT_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 3600, production: 3600 },
+  { key: 'timing.killGraceMs', env: 'FLASHPODS_KILL_GRACE_SECONDS', parse: parsers.seconds(0), dev: () => 10, production: 10 },
+  { key: 'timing.cleanupIntervalMs', env: 'FLASHPODS_CLEANUP_INTERVAL_SECONDS', parse: parsers.seconds(0.1), dev: () => 60, production: 60 },
+  { key: 'timing.reconcileIntervalMs', env: 'FLASHPODS_RECONCILE_INTERVAL_SECONDS', parse: parsers.seconds(0.1), dev: () => 30, production: 30 },
+  { key: 'timing.shutdownGraceMs', env: 'FLASHPODS_SHUTDOWN_GRACE_SECONDS', parse: parsers.seconds(0), dev: () => 15, production: 15 },
+  { key: 'timing.longPollMaxMs', env: 'FLASHPODS_LONG_POLL_MAX_SECONDS', parse: parsers.seconds(1), dev: () => 300, production: 300 },
+  { key: 'rateLimit.perSecond', env: 'FLASHPODS_RATE_LIMIT_PER_SECOND', parse: parsers.int(1), dev: () => 100, production: 100 },
+  { key: 'rateLimit.burst', env: 'FLASHPODS_RATE_LIMIT_BURST', parse: parsers.int(1), dev: () => 10, production: 10 },
+  { key: 'podman.rootless', env: 'FLASHPODS_PODMAN_ROOTLESS', parse: parsers.bool, dev: () => process.getuid?.() !== 0, production: true },
+  { key: 'podman.networkMode', env: 'FLASHPODS_CONTAINER_NETWORK', parse: parsers.text, dev: () => 'slirp4netns', production: 'slirp4netns' },
+  { key: 'podman.agentImage', env: 'FLASHPODS_AGENT_IMAGE', parse: parsers.text, dev: () => 'flashpods/agent:latest', production: 'flashpods/agent:latest' },
+  { key: 'podman.defaultImage', env: 'FLASHPODS_DEFAULT_IMAGE', parse: parsers.text, dev: () => 'ubuntu:22.04', production: 'ubuntu:22.04' },
+];
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Flashpods cannot start; fix these settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+function lookup(tree: unknown, key: string): unknown {
+  return key.split('.').reduce<unknown>((node, part) => (node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined), tree);
+}
+
+function assign(tree: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = tree;
+  for (const part of parts.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
+  node[parts.at(-1)!] = value;
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Builds the config from defaults, the file named by FLASHPODS_CONFIG, and FLASHPODS_* env. */
+export function loadConfig({ env = process.env, cwd = process.cwd() }: LoadOptions = {}): FlashpodsConfig {
+  const problems: string[] = [];
+  let file: unknown = {};
+  const filePath = env.FLASHPODS_CONFIG;
+  if (filePath) {
+    try {
+      file = JSON.parse(readFileSync(resolve(cwd, filePath), 'utf8'));
+    } catch (err) {
+      problems.push(`FLASHPODS_CONFIG=${filePath}: cannot read it as JSON (${(err as Error).message})`);
+    }
+  }
+  const profileRaw = env.FLASHPODS_PROFILE ?? lookup(file, 'profile') ?? 'dev';
+  const profile: Profile = profileRaw === 'production' ? 'production' : 'dev';
+  if (profileRaw !== 'dev' && profileRaw !== 'production') problems.push(`FLASHPODS_PROFILE=${String(profileRaw)}: must be dev or production`);
+  const homeRaw = env.FLASHPODS_HOME ?? '.flashpods';
+  const home = isAbsolute(homeRaw) ? homeRaw : resolve(cwd, homeRaw);
+
+  const config: Record<string, unknown> = { profile };
+  for (const setting of SETTINGS) {
+    const fromEnv = env[setting.env];
+    const fromFile = lookup(file, setting.key);
+    const [source, raw] = fromEnv !== undefined ? [setting.env, fromEnv] : fromFile !== undefined ? [`${filePath}: ${setting.key}`, fromFile] : [undefined, profile === 'dev' ? setting.dev(home) : setting.production];
+    try {
+      assign(config, setting.key, setting.parse(raw));
+    } catch (err) {
+      if (!(err instanceof BadValue)) throw err;
+      problems.push(`${source ?? `default of ${setting.key}`}=${JSON.stringify(raw)}: ${err.message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config as unknown as FlashpodsConfig;
+}

@@ -1,0 +1,84 @@
+-- Flashpods SQLite schema.
+--
+-- This file is the single source of the schema and its history: each `-- migration N: title`
+-- section is applied once, in order, inside a transaction, and PRAGMA user_version records the
+-- last one applied. An existing database is migrated forward on start, never dropped.
+-- Never edit a section that has shipped; append a new one.
+--
+-- Times are integer milliseconds since the Unix epoch (UTC); the API formats them as ISO 8601.
+
+-- migration 1: the tables of the storage contract
+CREATE TABLE jobs (
+  id              TEXT PRIMARY KEY CHECK (id LIKE 'job\_%' ESCAPE '\'),
+  user_id         TEXT NOT NULL DEFAULT 'default',
+  job_type        TEXT NOT NULL CHECK (job_type IN ('worker', 'agent')),
+  status          TEXT NOT NULL CHECK (status IN ('pending', 'starting', 'running', 'completed', 'failed',
+                                                  'timed_out', 'cancelled', 'cleaning', 'cleaned')),
+  command         TEXT,
+  task            TEXT,
+  context         TEXT,
+  git_branch      TEXT,
+  files_id        TEXT,
+  image           TEXT NOT NULL,
+  cpus            INTEGER NOT NULL CHECK (cpus >= 1),
+  memory_gb       INTEGER NOT NULL CHECK (memory_gb >= 1),
+  timeout_minutes INTEGER NOT NULL CHECK (timeout_minutes BETWEEN 1 AND 120),
+  container_id    TEXT,
+  exit_code       INTEGER,
+  error           TEXT,
+  created_at      INTEGER NOT NULL,
+  started_at      INTEGER,
+  completed_at    INTEGER,
+  CHECK (job_type <> 'worker' OR command IS NOT NULL),
+  CHECK (job_type <> 'agent' OR (task IS NOT NULL AND git_branch IS NOT NULL))
+);
+CREATE INDEX jobs_by_status ON jobs (status);
+CREATE INDEX jobs_by_user_created ON jobs (user_id, created_at DESC);
+
+-- The contract names client_job_id the key of this table, but a key is reused once its job is
+-- cleaned, so history is kept with a surrogate key and "one active job per key" is enforced by
+-- the partial unique index instead.
+CREATE TABLE idempotency_keys (
+  id            INTEGER PRIMARY KEY,
+  client_job_id TEXT NOT NULL CHECK (client_job_id = lower(client_job_id) AND length(client_job_id) <= 36),
+  job_id        TEXT NOT NULL REFERENCES jobs (id),
+  active        INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+  created_at    INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX idempotency_keys_active ON idempotency_keys (client_job_id) WHERE active = 1;
+
+CREATE TABLE uploads (
+  id           TEXT PRIMARY KEY CHECK (id LIKE 'upload\_%' ESCAPE '\'),
+  user_id      TEXT NOT NULL DEFAULT 'default',
+  state        TEXT NOT NULL CHECK (state IN ('uploading', 'finalized', 'consumed', 'expired')),
+  size_bytes   INTEGER,
+  file_count   INTEGER,
+  created_at   INTEGER NOT NULL,
+  finalized_at INTEGER,
+  consumed_at  INTEGER,
+  expires_at   INTEGER NOT NULL,
+  job_id       TEXT REFERENCES jobs (id)
+);
+CREATE INDEX uploads_by_state_expiry ON uploads (state, expires_at);
+
+CREATE TABLE artifacts (
+  id         INTEGER PRIMARY KEY,
+  job_id     TEXT NOT NULL REFERENCES jobs (id),
+  name       TEXT NOT NULL,
+  path       TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+  created_at INTEGER NOT NULL,
+  UNIQUE (job_id, name)
+);
+CREATE INDEX artifacts_by_job ON artifacts (job_id);
+
+-- migration 2: what the runtime needs to kill, recover and account for jobs
+ALTER TABLE jobs ADD COLUMN log_truncated INTEGER NOT NULL DEFAULT 0 CHECK (log_truncated IN (0, 1));
+-- Set by DELETE /jobs/:id or the timeout clock; the kill sequence is driven from these.
+ALTER TABLE jobs ADD COLUMN kill_requested_at INTEGER;
+ALTER TABLE jobs ADD COLUMN kill_reason TEXT CHECK (kill_reason IN ('cancel', 'timeout'));
+-- Admission counts a job's resources until its container is really gone, whatever its status.
+ALTER TABLE jobs ADD COLUMN resources_released_at INTEGER;
+CREATE INDEX jobs_holding_resources ON jobs (resources_released_at) WHERE resources_released_at IS NULL;
+UPDATE jobs SET resources_released_at = coalesce(completed_at, created_at)
+  WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled', 'cleaning', 'cleaned');

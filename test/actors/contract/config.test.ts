@@ -1,0 +1,55 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../../actors/contract/config.ts';
+
+describe('config', () => {
+  it('keeps everything under ./.flashpods in the dev profile', () => {
+    const config = loadConfig({ env: {}, cwd: '/srv/checkout' });
+    expect(config.profile).toBe('dev');
+    expect(config.paths.db).toBe('/srv/checkout/.flashpods/db/flashpods.db');
+    expect(config.paths.apiTokenFile).toBe('/srv/checkout/.flashpods/api-token');
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(config.timing.killGraceMs).toBe(10_000);
+  });
+
+  it('uses the host paths of the contract in production', () => {
+    const config = loadConfig({ env: { FLASHPODS_PROFILE: 'production' } });
+    expect(config.paths).toMatchObject({
+      db: '/var/lib/flashpods/db/flashpods.db', uploads: '/tmp/flashpods/uploads', artifacts: '/var/lib/flashpods/artifacts',
+      logs: '/var/log/flashpods', apiTokenFile: '/etc/flashpods/api-token', podmanSocket: '/run/flashpods/podman.sock',
+      secretsFile: '/etc/flashpods/secrets.json', tokenSocket: '/run/flashpods/token.sock', spireSocket: '/run/spire/sockets/agent.sock',
+    });
+    expect(config.listen).toEqual({ host: '10.0.0.1', port: 8080 });
+  });
+
+  it('layers the config file under the environment', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fp-cfg-'));
+    const file = join(dir, 'flashpods.json');
+    writeFileSync(file, JSON.stringify({ listen: '0.0.0.0:9000', rateLimit: { burst: 20 }, timing: { killGraceMs: 2 } }));
+    const config = loadConfig({ env: { FLASHPODS_CONFIG: file, FLASHPODS_RATE_LIMIT_BURST: '30' } });
+    expect(config.listen).toEqual({ host: '0.0.0.0', port: 9000 });
+    expect(config.rateLimit.burst).toBe(30);
+    expect(config.timing.killGraceMs).toBe(2_000);
+  });
+
+  it('reports every bad value at once, each naming where it came from', () => {
+    let error: ConfigError | undefined;
+    try {
+      loadConfig({ env: { FLASHPODS_LISTEN: 'nowhere', FLASHPODS_CAPACITY_CPUS: '1.5', FLASHPODS_LOG_FORMAT: 'xml', FLASHPODS_PODMAN_ROOTLESS: 'maybe' } });
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.problems).toHaveLength(4);
+    expect(error!.message).toContain('FLASHPODS_LISTEN="nowhere": must be host:port');
+    expect(error!.message).toContain('FLASHPODS_CAPACITY_CPUS="1.5": must be a whole number');
+    expect(error!.message).toContain('FLASHPODS_LOG_FORMAT="xml": must be one of json, pretty');
+    expect(error!.message).toContain('FLASHPODS_PODMAN_ROOTLESS="maybe": must be true or false');
+  });
+
+  it('names an unreadable config file', () => {
+    expect(() => loadConfig({ env: { FLASHPODS_CONFIG: '/nonexistent/flashpods.json' } })).toThrow(/FLASHPODS_CONFIG=\/nonexistent\/flashpods.json: cannot read it as JSON/);
+  });
+});
