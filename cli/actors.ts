@@ -11,6 +11,7 @@ const standard = { restart: 'permanent', maxRestarts: 5, periodMs: 60_000, backo
 
 export const ACTOR_SPECS: ChildSpec[] = [
   { name: 'scheduler', module: actorModule('scheduler'), ...standard, maxHeapMb: 512 },
+  { name: 'containers', module: actorModule('containers'), ...standard, maxHeapMb: 512 },
   { name: 'api', module: actorModule('api'), ...standard, maxHeapMb: 512 },
 ];
 

@@ -9,18 +9,31 @@ import { serve, type ServerType } from '@hono/node-server';
 import { defineActor } from '../../runtime/actor.ts';
 import type { ActorState, RuntimeEvents } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
+import type { JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
+import { SCHEDULER_EVENTS } from '../scheduler/messages.ts';
+import { openDatabase, type Db } from '../store/database.ts';
 import { createApp } from './app.ts';
 import { TokenFile } from './auth.ts';
+import { JobWatch } from './job-watch.ts';
+import { jobsRoutes } from './jobs-routes.ts';
 import type { ApiProtocol } from './messages.ts';
 import { RateLimiter } from './rate-limit.ts';
+import { Reads } from './reads.ts';
+import { uploadsRoutes } from './uploads-routes.ts';
 
 let server: ServerType | undefined;
+let db: Db | undefined;
 
 export default defineActor<ApiProtocol, FlashpodsConfig>({
   async start(ctx) {
     const { config } = ctx;
     let states: Record<string, ActorState> = {};
     ctx.subscribe<RuntimeEvents['actor-states']>('actor-states', (s) => (states = s));
+    const watch = new JobWatch();
+    ctx.subscribe<JobChanged>(SCHEDULER_EVENTS.jobChanged, ({ jobId, status }) => watch.notify(jobId, status));
+    db = openDatabase(config.paths.db, { readonly: true });
+    const reads = new Reads(db);
+    const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
 
     const app = createApp(
       {
@@ -31,7 +44,7 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
         actorStates: () => states,
         startedAtMs: Date.now(),
       },
-      [],
+      [uploadsRoutes({ config, reads, scheduler }), jobsRoutes({ config, reads, scheduler, watch })],
     );
 
     const address = await new Promise<AddressInfo>((resolve, reject) => {
@@ -46,6 +59,7 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
   async stop(graceMs) {
     const s = server;
     if (!s) return;
+    server = undefined;
     await new Promise<void>((resolve) => {
       const deadline = setTimeout(() => {
         (s as { closeAllConnections?: () => void }).closeAllConnections?.();
@@ -57,5 +71,7 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
       });
       (s as { closeIdleConnections?: () => void }).closeIdleConnections?.();
     });
+    db?.close();
+    db = undefined;
   },
 });

@@ -18,6 +18,7 @@ export interface FlashpodsConfig {
   paths: {
     db: string;
     uploads: string;
+    sealedUploads: string;
     artifacts: string;
     logs: string;
     apiTokenFile: string;
@@ -40,7 +41,7 @@ export interface FlashpodsConfig {
     artifactMaxFiles: number;
   };
   ttl: { uploadUnfinalizedMs: number; uploadFinalizedMs: number; logMs: number; artifactMs: number };
-  timing: { killGraceMs: number; cleanupIntervalMs: number; reconcileIntervalMs: number; shutdownGraceMs: number; longPollMaxMs: number };
+  timing: { killGraceMs: number; timeoutMinuteMs: number; cleanupIntervalMs: number; reconcileIntervalMs: number; shutdownGraceMs: number; longPollMaxMs: number };
   rateLimit: { perSecond: number; burst: number };
   podman: { rootless: boolean; networkMode: string; agentImage: string; defaultImage: string };
 }
@@ -102,6 +103,9 @@ const detectedMemoryGb = Math.floor(totalmem() / GIB);
 export const SETTINGS: Setting[] = [
   { key: 'paths.db', env: 'FLASHPODS_DB', parse: parsers.path, dev: (h) => `${h}/db/flashpods.db`, production: '/var/lib/flashpods/db/flashpods.db' },
   { key: 'paths.uploads', env: 'FLASHPODS_UPLOADS_DIR', parse: parsers.path, dev: (h) => `${h}/uploads`, production: '/tmp/flashpods/uploads' },
+  // Finalized uploads move here, out of the rsync module, so nothing can change them afterwards.
+  // Keep it on the same filesystem as the uploads root: finalize is a rename.
+  { key: 'paths.sealedUploads', env: 'FLASHPODS_SEALED_UPLOADS_DIR', parse: parsers.path, dev: (h) => `${h}/sealed`, production: '/tmp/flashpods/sealed' },
   { key: 'paths.artifacts', env: 'FLASHPODS_ARTIFACTS_DIR', parse: parsers.path, dev: (h) => `${h}/artifacts`, production: '/var/lib/flashpods/artifacts' },
   { key: 'paths.logs', env: 'FLASHPODS_LOGS_DIR', parse: parsers.path, dev: (h) => `${h}/logs`, production: '/var/log/flashpods' },
   { key: 'paths.apiTokenFile', env: 'FLASHPODS_API_TOKEN_FILE', parse: parsers.path, dev: (h) => `${h}/api-token`, production: '/etc/flashpods/api-token' },
@@ -127,6 +131,8 @@ export const SETTINGS: Setting[] = [
   { key: 'ttl.logMs', env: 'FLASHPODS_LOG_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 24 * 3600, production: 24 * 3600 },
   { key: 'ttl.artifactMs', env: 'FLASHPODS_ARTIFACT_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 3600, production: 3600 },
   { key: 'timing.killGraceMs', env: 'FLASHPODS_KILL_GRACE_SECONDS', parse: parsers.seconds(0), dev: () => 10, production: 10 },
+  // How long one "minute" of timeout_minutes lasts. Only tests shorten it, to see real timeouts in seconds.
+  { key: 'timing.timeoutMinuteMs', env: 'FLASHPODS_TIMEOUT_MINUTE_SECONDS', parse: parsers.seconds(0.1), dev: () => 60, production: 60 },
   { key: 'timing.cleanupIntervalMs', env: 'FLASHPODS_CLEANUP_INTERVAL_SECONDS', parse: parsers.seconds(0.1), dev: () => 60, production: 60 },
   { key: 'timing.reconcileIntervalMs', env: 'FLASHPODS_RECONCILE_INTERVAL_SECONDS', parse: parsers.seconds(0.1), dev: () => 30, production: 30 },
   { key: 'timing.shutdownGraceMs', env: 'FLASHPODS_SHUTDOWN_GRACE_SECONDS', parse: parsers.seconds(0), dev: () => 15, production: 15 },

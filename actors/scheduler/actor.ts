@@ -1,26 +1,113 @@
 /**
  * @module scheduler
- * The scheduling actor: sole writer of the SQLite store. It migrates the database on start, so
- * every other actor may open it read-only once the scheduler is ready.
+ * The scheduling actor: sole writer of the SQLite store. It migrates the database on start (so
+ * every other actor may open it read-only once the scheduler is ready), validates nothing twice
+ * (the API hands it parsed requests), and makes admission and idempotency atomic by doing each
+ * in one transaction on one thread.
  */
 import { defineActor } from '../../runtime/actor.ts';
+import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import { migrate, openDatabase, schemaVersion, type Db } from '../store/database.ts';
-import type { SchedulerProtocol } from './messages.ts';
+import type { JobRow } from '../store/rows.ts';
+import { JobsStore } from './jobs-store.ts';
+import type { MeasureInput, MeasureOutput } from './measure-tree.task.ts';
+import { SCHEDULER_EVENTS, type JobChanged, type SchedulerProtocol } from './messages.ts';
+import { Uploads } from './uploads.ts';
 
 let db: Db | undefined;
+let pool: TaskPool<MeasureInput, MeasureOutput> | undefined;
 
 export default defineActor<SchedulerProtocol, FlashpodsConfig>({
   start(ctx) {
-    db = openDatabase(ctx.config.paths.db);
+    const { config } = ctx;
+    db = openDatabase(config.paths.db);
     const { from, to } = migrate(db);
-    if (from !== to) ctx.log.info(`database migrated from schema ${from} to ${to}`, { event: 'migrated', from, to, path: ctx.config.paths.db });
+    if (from !== to) ctx.log.info(`database migrated from schema ${from} to ${to}`, { event: 'migrated', from, to, path: config.paths.db });
+    pool = createTaskPool<MeasureInput, MeasureOutput>(new URL('./measure-tree.task.ts', import.meta.url), 1);
+
     const store = db;
+    const jobs = new JobsStore(store);
+    const uploads = new Uploads(store, {
+      uploadsDir: config.paths.uploads,
+      sealedDir: config.paths.sealedUploads,
+      maxBytes: config.limits.uploadMaxBytes,
+      totalBytes: config.limits.uploadsTotalBytes,
+      unfinalizedTtlMs: config.ttl.uploadUnfinalizedMs,
+      finalizedTtlMs: config.ttl.uploadFinalizedMs,
+    }, pool);
+
+    const changed = (job: JobRow | undefined) => {
+      if (!job) return;
+      if (job.files_id) uploads.sweep(job.files_id);
+      ctx.publish(SCHEDULER_EVENTS.jobChanged, { jobId: job.id, status: job.status } satisfies JobChanged);
+    };
+
     return {
       schemaVersion: () => ({ version: schemaVersion(store) }),
+
+      createJob(req) {
+        const result = jobs.create(req, config.capacity);
+        if (result.created) {
+          ctx.log.info(`job ${result.job.id} admitted`, {
+            event: 'job_admitted', job_id: result.job.id, type: req.type, cpus: req.cpus, memory_gb: req.memoryGb, clamped: req.clamped,
+          });
+          changed(result.job);
+        }
+        return result;
+      },
+
+      cancelJob({ jobId }) {
+        const before = jobs.cancel(jobId);
+        ctx.log.info(`job ${jobId} cancelled (was ${before.status})`, { event: 'job_cancelled', job_id: jobId, was: before.status });
+        const job = jobs.get(jobId)!;
+        changed(job);
+        return { job };
+      },
+
+      finalizeUpload: ({ uploadId }) => uploads.finalize(uploadId),
+      deleteUpload({ uploadId }) {
+        uploads.remove(uploadId);
+        return {};
+      },
+
+      jobStarting({ jobId }) {
+        const proceed = jobs.markStarting(jobId);
+        if (proceed) changed(jobs.get(jobId));
+        return { proceed };
+      },
+      jobContainerCreated({ jobId, containerId }) {
+        jobs.setContainer(jobId, containerId);
+        return {};
+      },
+      jobRunning({ jobId, containerId, startedAt }) {
+        const status = jobs.markRunning(jobId, containerId, startedAt);
+        changed(jobs.get(jobId));
+        return { status };
+      },
+      jobTimedOut({ jobId }) {
+        return { kill: jobs.requestTimeoutKill(jobId) };
+      },
+      jobLogTruncated({ jobId }) {
+        jobs.markLogTruncated(jobId);
+        return {};
+      },
+      jobFinished({ jobId, finish }) {
+        const job = jobs.finish(jobId, finish);
+        if (job) ctx.log.info(`job ${jobId} ${job.status}`, { event: 'job_finished', job_id: jobId, status: job.status, exit_code: job.exit_code, error: job.error });
+        changed(job);
+        return { job };
+      },
+      jobReleased({ jobId }) {
+        jobs.releaseResources(jobId);
+        changed(jobs.get(jobId));
+        return {};
+      },
+      unsettledJobs: () => jobs.unsettled(),
     };
   },
-  stop() {
+  async stop() {
+    await pool?.destroy();
     db?.close();
     db = undefined;
   },

@@ -1,7 +1,40 @@
 /**
  * @module scheduler/messages
- * The scheduler owns every write to the store. Its protocol grows with each area it serves.
+ * The scheduler owns every write to the store. The API asks it to create and cancel jobs and to
+ * finalize or delete uploads; the container actor reports each step of a job's life to it.
+ * After every change it publishes `job-changed`, which the API's long-polls and streams wait on
+ * and the container actor acts on.
  */
+import type { JobState } from '../contract/jobs.ts';
+import type { JobRow, UploadRow } from '../store/rows.ts';
+import type { Finish } from './jobs-store.ts';
+import type { JobRequest } from './job-request.ts';
+
+type Empty = Record<string, never>;
+
 export type SchedulerProtocol = {
-  schemaVersion: { req: Record<string, never>; res: { version: number } };
+  schemaVersion: { req: Empty; res: { version: number } };
+  createJob: { req: JobRequest; res: { job: JobRow; created: boolean } };
+  cancelJob: { req: { jobId: string }; res: { job: JobRow } };
+  finalizeUpload: { req: { uploadId: string }; res: UploadRow };
+  deleteUpload: { req: { uploadId: string }; res: Empty };
+  // Reported by the container actor:
+  jobStarting: { req: { jobId: string }; res: { proceed: boolean } };
+  jobContainerCreated: { req: { jobId: string; containerId: string }; res: Empty };
+  jobRunning: { req: { jobId: string; containerId: string; startedAt: number }; res: { status: JobState | undefined } };
+  jobTimedOut: { req: { jobId: string }; res: { kill: boolean } };
+  jobLogTruncated: { req: { jobId: string }; res: Empty };
+  jobFinished: { req: { jobId: string; finish: Finish }; res: { job: JobRow | undefined } };
+  jobReleased: { req: { jobId: string }; res: Empty };
+  unsettledJobs: { req: Empty; res: JobRow[] };
 };
+
+export const SCHEDULER_EVENTS = {
+  /** A job's row changed; `status` is its new status. */
+  jobChanged: 'job-changed',
+} as const;
+
+export interface JobChanged {
+  jobId: string;
+  status: JobState;
+}

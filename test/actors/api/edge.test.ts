@@ -16,7 +16,7 @@ describe('the API edge over real HTTP', () => {
   it('serves /health without auth, with each actor state', async () => {
     const res = await server.fetch('/health', { auth: false });
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body: any = await res.json();
     expect(body).toMatchObject({ status: 'healthy', version: '0.1.0', actors: { api: 'running', scheduler: 'running' } });
     expect(Number.isInteger(body.uptime_seconds)).toBe(true);
     expect(res.headers.get('x-request-id')).toMatch(UUID);
@@ -35,7 +35,7 @@ describe('the API edge over real HTTP', () => {
     for (const [headers, code] of cases) {
       const res = await server.fetch('/no-such-route', { headers, auth: false });
       expect(res.status).toBe(401);
-      const body = await res.json();
+      const body: any = await res.json();
       expect(body.error).toBe(code);
       expect(body.message).toEqual(expect.any(String));
       expect(JSON.stringify(body)).not.toContain(server.token);
@@ -60,7 +60,7 @@ describe('the API edge over real HTTP', () => {
     expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(10);
     expect(statuses.filter((s) => s === 200).length).toBeLessThanOrEqual(11);
     expect(limited).toBeDefined();
-    const body = await limited!.json();
+    const body: any = await limited!.json();
     expect(body).toMatchObject({ error: 'rate_limited', retry_after_seconds: 1 });
     expect(limited!.headers.get('x-ratelimit-remaining')).toBe('0');
     expect(limited!.headers.get('retry-after')).toBe('1');

@@ -1,0 +1,62 @@
+/**
+ * @module uploads-routes
+ * POST /uploads/{id}/finalize, GET and DELETE /uploads/{id}. An upload exists from the moment
+ * rsync creates its directory; until it is finalized the database may not know it, so GET
+ * describes such a directory as `uploading`.
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Hono } from 'hono';
+import type { ActorRef } from '../../runtime/actor.ts';
+import type { FlashpodsConfig } from '../contract/config.ts';
+import { apiError } from '../contract/errors.ts';
+import type { SchedulerProtocol } from '../scheduler/messages.ts';
+import { checkUploadId } from '../scheduler/uploads.ts';
+import type { AppEnv } from './app.ts';
+import type { Reads } from './reads.ts';
+import { uploadView } from './views.ts';
+
+export interface UploadsRoutesDeps {
+  config: FlashpodsConfig;
+  reads: Reads;
+  scheduler: ActorRef<SchedulerProtocol>;
+}
+
+export function uploadsRoutes({ config, reads, scheduler }: UploadsRoutesDeps) {
+  return (app: Hono<AppEnv>) => {
+    app.post('/uploads/:id/finalize', async (c) => {
+      const id = c.req.param('id');
+      checkUploadId(id);
+      // Measuring a large tree can take a while; the scheduler does it off its event loop.
+      const upload = await scheduler.call('finalizeUpload', { uploadId: id }, { timeoutMs: 120_000 });
+      const view = uploadView(upload);
+      return c.json({ upload_id: view.upload_id, state: view.state, size_bytes: view.size_bytes, file_count: view.file_count, finalized_at: view.finalized_at, expires_at: view.expires_at });
+    });
+
+    app.get('/uploads/:id', (c) => {
+      const id = c.req.param('id');
+      checkUploadId(id);
+      const row = reads.upload(id);
+      if (row) return c.json(uploadView(row));
+      let created: number;
+      try {
+        const st = statSync(join(config.paths.uploads, id));
+        if (!st.isDirectory()) throw new Error('not a directory');
+        created = Math.round(st.birthtimeMs || st.ctimeMs);
+      } catch {
+        throw apiError('upload_not_found', `No upload ${id}: rsync the directory to rsync://<host>/uploads/${id}/ first.`);
+      }
+      return c.json(uploadView({
+        id, user_id: 'default', state: 'uploading', size_bytes: null, file_count: null, created_at: created,
+        finalized_at: null, consumed_at: null, expires_at: created + config.ttl.uploadUnfinalizedMs, job_id: null,
+      }));
+    });
+
+    app.delete('/uploads/:id', async (c) => {
+      const id = c.req.param('id');
+      checkUploadId(id);
+      await scheduler.call('deleteUpload', { uploadId: id });
+      return c.body(null, 204);
+    });
+  };
+}

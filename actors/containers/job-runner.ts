@@ -1,0 +1,192 @@
+/**
+ * @module job-runner
+ * Drives one job's container from `starting` to gone: image, create+start, live log capture,
+ * the timeout clock, the kill sequence, the exit, removal. Every step is reported to the
+ * scheduler (the only writer). A runner can also adopt a container that outlived a previous
+ * runtime (reconciliation) and carry on where it left off.
+ */
+import { appendFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type Docker from 'dockerode';
+import type { ActorLog, ActorRef } from '../../runtime/actor.ts';
+import type { FlashpodsConfig } from '../contract/config.ts';
+import type { SchedulerProtocol } from '../scheduler/messages.ts';
+import type { JobRow } from '../store/rows.ts';
+import type { JobContainerSpec } from './container-spec.ts';
+import { formatLogTime, startLogCapture, type LogCapture, type LogCaptureOptions } from './log-capture.ts';
+import { createAndStart, ensureImage, killWithGrace, removeContainer, waitForExit } from './podman-client.ts';
+
+export interface RunnerDeps {
+  docker: Docker;
+  config: FlashpodsConfig;
+  scheduler: ActorRef<SchedulerProtocol>;
+  log: ActorLog;
+}
+
+const TRUNCATION = '[TRUNCATED - log exceeded';
+
+export class JobRunner {
+  readonly jobId: string;
+  private readonly deps: RunnerDeps;
+  private containerId: string | undefined;
+  private killSent = false;
+  private killing: Promise<void> | undefined;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private cancelRequested = false;
+  private readonly stopCapture = new AbortController();
+
+  constructor(jobId: string, deps: RunnerDeps) {
+    this.jobId = jobId;
+    this.deps = deps;
+  }
+
+  private get logPath(): string {
+    return join(this.deps.config.paths.logs, `${this.jobId}.log`);
+  }
+
+  /** A line of Flashpods' own (image pull progress, start errors) in the job's log. */
+  private note(text: string): void {
+    appendFileSync(this.logPath, `[${formatLogTime(new Date())}] ${text}\n`);
+  }
+
+  private spec(job: JobRow): JobContainerSpec {
+    const { config } = this.deps;
+    const artifactsDir = join(config.paths.artifacts, job.id);
+    mkdirSync(artifactsDir, { recursive: true, mode: 0o755 });
+    chmodSync(artifactsDir, 0o755);
+    return {
+      jobId: job.id,
+      jobType: job.job_type,
+      image: job.image,
+      command: job.command ?? undefined,
+      task: job.task ?? undefined,
+      context: job.context ?? undefined,
+      gitBranch: job.git_branch ?? undefined,
+      cpus: job.cpus,
+      memoryGb: job.memory_gb,
+      uploadDir: job.files_id ? join(config.paths.sealedUploads, job.files_id) : undefined,
+      artifactsDir,
+      socketMounts: [
+        { host: config.paths.spireSocket, container: '/run/spire/sockets/agent.sock' },
+        { host: config.paths.tokenSocket, container: '/run/flashpods/token.sock' },
+      ],
+      rootless: config.podman.rootless,
+      networkMode: config.podman.networkMode,
+    };
+  }
+
+  /** pending → starting → running → … for a job this runtime admitted. */
+  async launch(job: JobRow): Promise<void> {
+    const { scheduler, docker } = this.deps;
+    const { proceed } = await scheduler.call('jobStarting', { jobId: job.id });
+    if (!proceed) return;
+    mkdirSync(this.deps.config.paths.logs, { recursive: true });
+    let containerId: string;
+    let capture: LogCapture | undefined;
+    try {
+      await ensureImage(docker, job.image, (line) => this.note(line));
+      if (this.cancelRequested) return await this.endWithoutContainer(undefined);
+      // Attach before start: the only way Podman hands over every line (see log-capture.ts).
+      containerId = await createAndStart(docker, this.spec(job), async (id) => {
+        capture = await startLogCapture(docker, id, this.captureOptions(job.id));
+      });
+    } catch (err) {
+      const message = (err as Error).message;
+      this.note(`Flashpods could not start the container: ${message}`);
+      return await this.endWithoutContainer(`container_start_failed: ${message}`);
+    }
+    this.containerId = containerId;
+    const startedAt = Date.now();
+    const { status } = await scheduler.call('jobRunning', { jobId: job.id, containerId, startedAt });
+    this.deps.log.info(`job ${job.id} running`, { event: 'job_running', job_id: job.id, container_id: containerId });
+    await this.follow({ ...job, started_at: startedAt, status: status ?? 'running' }, capture!, false);
+  }
+
+  /** Resumes a job whose container was found alive or exited after a restart. */
+  async adopt(job: JobRow, containerId: string, startedAt: number): Promise<void> {
+    this.containerId = containerId;
+    if (job.status === 'starting') await this.deps.scheduler.call('jobRunning', { jobId: job.id, containerId, startedAt });
+    const capture = await startLogCapture(this.deps.docker, containerId, this.captureOptions(job.id));
+    await this.follow({ ...job, started_at: job.started_at ?? startedAt }, capture, true);
+  }
+
+  /** Cancel (or timeout): SIGTERM → grace → SIGKILL. Safe to call more than once. */
+  kill(): Promise<void> {
+    this.cancelRequested = true;
+    if (!this.containerId) return Promise.resolve();
+    this.killing ??= (async () => {
+      this.killSent = true;
+      const outcome = await killWithGrace(this.deps.docker, this.containerId!, this.deps.config.timing.killGraceMs);
+      this.deps.log.info(`job ${this.jobId} kill: ${outcome}`, { event: 'job_kill', job_id: this.jobId, outcome });
+    })();
+    return this.killing;
+  }
+
+  /** Stops following without touching the container (runtime shutdown); reconcile adopts it later. */
+  detach(): void {
+    clearTimeout(this.timeoutTimer);
+    this.stopCapture.abort();
+  }
+
+  private captureOptions(jobId: string): LogCaptureOptions {
+    let reported = false;
+    return {
+      path: this.logPath,
+      capBytes: this.deps.config.limits.logCapBytes,
+      signal: this.stopCapture.signal,
+      onLine: (line) => {
+        if (reported || !line.includes(TRUNCATION)) return;
+        reported = true;
+        this.deps.scheduler.call('jobLogTruncated', { jobId }).catch((err: Error) => this.deps.log.warn(`could not mark the log of ${jobId} truncated: ${err.message}`));
+      },
+    };
+  }
+
+  private async follow(job: JobRow, capture: LogCapture, resumed: boolean): Promise<void> {
+    const { docker, scheduler } = this.deps;
+    const containerId = this.containerId!;
+    if (job.status === 'cancelled' || job.kill_reason !== null) void this.kill();
+    else this.armTimeout(job);
+
+    const exit = await waitForExit(docker, containerId, { killSent: () => this.killSent });
+    clearTimeout(this.timeoutTimer);
+    const captured = await capture.done;
+    if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
+    await this.killing;
+    const { job: finished } = await scheduler.call('jobFinished', {
+      jobId: job.id,
+      finish: { exitCode: exit.exitCode, oomKilled: exit.oomKilled },
+    });
+    this.deps.log.info(`job ${job.id} exited with ${exit.exitCode}`, {
+      event: 'job_exited', job_id: job.id, exit_code: exit.exitCode, oom_killed: exit.oomKilled, status: finished?.status, resumed,
+    });
+    await removeContainer(docker, containerId);
+    await scheduler.call('jobReleased', { jobId: job.id });
+  }
+
+  private armTimeout(job: JobRow): void {
+    const deadline = (job.started_at ?? Date.now()) + job.timeout_minutes * this.deps.config.timing.timeoutMinuteMs;
+    const fire = async () => {
+      const { kill } = await this.deps.scheduler.call('jobTimedOut', { jobId: job.id });
+      this.deps.log.warn(`job ${job.id} exceeded its ${job.timeout_minutes} min timeout`, { event: 'job_timeout', job_id: job.id });
+      if (kill) await this.kill();
+    };
+    // setTimeout's maximum is ~24.8 days; timeouts are at most 120 min.
+    this.timeoutTimer = setTimeout(() => void fire().catch((err: Error) => this.deps.log.error('timeout kill failed', { job_id: job.id, err: err.message })), Math.max(0, deadline - Date.now()));
+  }
+
+  private async endWithoutContainer(error: string | undefined): Promise<void> {
+    const { scheduler } = this.deps;
+    await scheduler.call('jobFinished', { jobId: this.jobId, finish: { exitCode: null, error: error ?? 'cancelled before start' } });
+    await scheduler.call('jobReleased', { jobId: this.jobId });
+  }
+
+  /** Finishes a job whose container was found exited, or is gone, during reconciliation. */
+  static async settleExited(deps: RunnerDeps, job: JobRow, containerId: string): Promise<void> {
+    const { docker, scheduler } = deps;
+    const { State } = await docker.getContainer(containerId).inspect();
+    await scheduler.call('jobFinished', { jobId: job.id, finish: { exitCode: State.ExitCode, oomKilled: State.OOMKilled } });
+    await removeContainer(docker, containerId);
+    await scheduler.call('jobReleased', { jobId: job.id });
+  }
+}

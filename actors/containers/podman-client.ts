@@ -1,0 +1,192 @@
+/**
+ * @module actors/containers/podman-client
+ * Thin job-container operations over dockerode against Podman's Docker-compatible socket:
+ * create+start, wait for the exit (with OOM detection), the SIGTERM → grace → SIGKILL sequence,
+ * removal, listing by label for reconciliation, and making an image present.
+ */
+import { existsSync } from 'node:fs';
+import type Docker from 'dockerode';
+import { jobContainerOptions, JOB_ID_LABEL, JOB_LABEL, JOB_TYPE_LABEL, type JobContainerSpec } from './container-spec.ts';
+import { isOomKill, watchOomEvidence } from './oom-watch.ts';
+
+export interface ExitInfo {
+  exitCode: number;
+  oomKilled: boolean;
+  /** ISO 8601, as Podman reports it. */
+  finishedAt: string;
+}
+
+export interface WaitOptions {
+  /** Asked once the container has exited: did we (cancel/timeout) send it a kill? */
+  killSent?: () => boolean;
+  /** Memory cgroup sampling period for OOM evidence. */
+  oomPollMs?: number;
+}
+
+export type KillOutcome = 'not-running' | 'exited-on-sigterm' | 'sigkilled';
+
+export interface JobContainer {
+  id: string;
+  name: string;
+  jobId: string;
+  jobType: string;
+  /** Podman's state: created, running, exited, … */
+  state: string;
+}
+
+/**
+ * Creates and starts the job's container; returns its id. Socket mounts absent on the host are
+ * left out. `beforeStart` runs between the two, e.g. to attach log capture (startLogCapture) so
+ * no output is missed. A container that fails to start is removed before the error is rethrown.
+ */
+export async function createAndStart(
+  docker: Docker,
+  spec: JobContainerSpec,
+  beforeStart?: (containerId: string) => Promise<void>,
+): Promise<string> {
+  const options = jobContainerOptions({ ...spec, socketMounts: spec.socketMounts.filter((m) => existsSync(m.host)) });
+  const container = await docker.createContainer(options);
+  try {
+    await beforeStart?.(container.id);
+    await container.start();
+  } catch (err) {
+    await removeContainer(docker, container.id).catch(() => {});
+    throw err;
+  }
+  return container.id;
+}
+
+/**
+ * Resolves when the container has exited. While it runs, its memory cgroup is sampled so an OOM
+ * kill is recognised even where Podman's State.OOMKilled stays false.
+ */
+export async function waitForExit(docker: Docker, id: string, options: WaitOptions = {}): Promise<ExitInfo> {
+  const container = docker.getContainer(id);
+  const before = await container.inspect();
+  const limit = before.HostConfig.Memory ?? 0;
+  const watch = before.State.Running && before.State.Pid > 0 && limit > 0
+    ? watchOomEvidence(before.State.Pid, limit, options.oomPollMs)
+    : undefined;
+  let evidence = false;
+  try {
+    await container.wait();
+  } finally {
+    evidence = watch?.stop() ?? false;
+  }
+  const { State } = await container.inspect();
+  return {
+    exitCode: State.ExitCode,
+    oomKilled: isOomKill({
+      stateOomKilled: State.OOMKilled,
+      evidence,
+      exitCode: State.ExitCode,
+      killSent: options.killSent?.() ?? false,
+    }),
+    finishedAt: State.FinishedAt,
+  };
+}
+
+/**
+ * SIGTERM to the container's PID 1 (the init forwards it), then SIGKILL if it is still running
+ * after `graceMs`. Killing PID 1 of the container's PID namespace ends every process in it.
+ */
+export async function killWithGrace(docker: Docker, id: string, graceMs: number): Promise<KillOutcome> {
+  const container = docker.getContainer(id);
+  if (!(await signal(container, 'SIGTERM'))) return 'not-running';
+  let timer: NodeJS.Timeout | undefined;
+  const exited = await Promise.race([
+    container.wait().then(() => true, () => true),
+    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), graceMs); }),
+  ]);
+  clearTimeout(timer);
+  if (exited) return 'exited-on-sigterm';
+  return (await signal(container, 'SIGKILL')) ? 'sigkilled' : 'exited-on-sigterm';
+}
+
+/** Removes the container (force: a running one is killed first). Already gone is fine. */
+export async function removeContainer(docker: Docker, id: string): Promise<void> {
+  try {
+    await docker.getContainer(id).remove({ force: true, v: true });
+  } catch (err) {
+    if (statusOf(err) !== 404) throw err;
+  }
+}
+
+/** Every container carrying `flashpods-job=true`, whatever its state. */
+export async function listJobContainers(docker: Docker): Promise<JobContainer[]> {
+  const found = await docker.listContainers({ all: true, filters: { label: [`${JOB_LABEL}=true`] } });
+  return found.map((c) => ({
+    id: c.Id,
+    name: (c.Names[0] ?? '').replace(/^\//, ''),
+    jobId: c.Labels[JOB_ID_LABEL] ?? '',
+    jobType: c.Labels[JOB_TYPE_LABEL] ?? '',
+    state: c.State,
+  }));
+}
+
+/**
+ * Makes `image` present, pulling it when missing; each pull progress event becomes one line for
+ * `onProgress` (the job log). Resolves to whether a pull happened; a failed pull throws.
+ */
+export async function ensureImage(
+  docker: Docker,
+  image: string,
+  onProgress: (line: string) => void,
+): Promise<'present' | 'pulled'> {
+  try {
+    await docker.getImage(image).inspect();
+    return 'present';
+  } catch (err) {
+    if (statusOf(err) !== 404) throw err;
+  }
+  onProgress(`Pulling image ${image}`);
+  let failure: string | undefined;
+  try {
+    const stream = await docker.pull(image);
+    await new Promise<void>((resolve, reject) => {
+      docker.modem.followProgress(
+        stream,
+        (err) => (err ? reject(err) : resolve()),
+        (event: PullEvent) => {
+          if (event.error) failure ??= event.error;
+          else onProgress(progressLine(event));
+        },
+      );
+    });
+  } catch (err) {
+    failure ??= (err as Error).message;
+  }
+  if (failure !== undefined) throw new Error(`image pull failed for ${image}: ${failure}`);
+  return 'pulled';
+}
+
+interface PullEvent {
+  id?: string;
+  status?: string;
+  progress?: string;
+  error?: string;
+}
+
+function progressLine(event: PullEvent): string {
+  return [event.id && `${event.id}:`, event.status, event.progress].filter(Boolean).join(' ');
+}
+
+/** Sends a signal; false when the container is no longer running (or gone). */
+async function signal(container: Docker.Container, name: 'SIGTERM' | 'SIGKILL'): Promise<boolean> {
+  try {
+    await container.kill({ signal: name });
+    return true;
+  } catch (err) {
+    // Podman answers a kill of an exited container with a generic 500, so ask for the state.
+    const running = await container.inspect().then((i) => i.State.Running, (e) => {
+      if (statusOf(e) === 404) return false;
+      throw err;
+    });
+    if (running) throw err;
+    return false;
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { statusCode?: number } | null)?.statusCode;
+}

@@ -1,0 +1,59 @@
+/**
+ * @module contract/jobs
+ * Job types, states and per-type limits from jobs.md, shared by the API, the scheduler, the
+ * container actor, the MCP shim and the tests.
+ */
+export const JOB_TYPES = ['worker', 'agent'] as const;
+export type JobType = (typeof JOB_TYPES)[number];
+
+export const JOB_STATES = ['pending', 'starting', 'running', 'completed', 'failed', 'timed_out', 'cancelled', 'cleaning', 'cleaned'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'timed_out', 'cancelled'];
+export const ACTIVE_STATES: readonly JobState[] = ['pending', 'starting', 'running'];
+
+export function isTerminal(state: JobState): boolean {
+  return TERMINAL_STATES.includes(state) || state === 'cleaning' || state === 'cleaned';
+}
+
+export interface TypeLimits {
+  defaultCpus: number;
+  maxCpus: number;
+  defaultMemoryGb: number;
+  maxMemoryGb: number;
+  defaultTimeoutMinutes: number;
+}
+
+export const TYPE_LIMITS: Record<JobType, TypeLimits> = {
+  worker: { defaultCpus: 2, maxCpus: 8, defaultMemoryGb: 4, maxMemoryGb: 16, defaultTimeoutMinutes: 30 },
+  agent: { defaultCpus: 2, maxCpus: 4, defaultMemoryGb: 4, maxMemoryGb: 8, defaultTimeoutMinutes: 60 },
+};
+
+export const TIMEOUT_MINUTES = { min: 1, max: 120 } as const;
+export const MAX_COMMAND_CHARS = 10_000;
+export const MAX_TASK_CHARS = 100_000;
+export const MAX_CONTEXT_CHARS = 100_000;
+export const MAX_IMAGE_CHARS = 255;
+export const DEFAULT_WORKER_IMAGE = 'ubuntu:22.04';
+
+/** GET /jobs?status= groups. */
+export const STATUS_FILTERS: Record<'all' | 'running' | 'completed' | 'failed', readonly JobState[] | undefined> = {
+  all: undefined,
+  running: ACTIVE_STATES,
+  completed: ['completed'],
+  failed: ['failed', 'timed_out', 'cancelled'],
+};
+export const LIST_LIMIT = { default: 20, max: 100 } as const;
+export const OUTPUT_TAIL = { default: 100, max: 10_000 } as const;
+
+export const JOB_ERRORS = {
+  timeout: 'Job exceeded timeout limit',
+  oomKilled: 'oom_killed',
+  notFoundOnRecovery: 'container_not_found_on_recovery',
+  lostOnRecovery: 'container_lost_on_recovery',
+} as const;
+
+export const ID_PATTERNS = {
+  job: /^job_[a-z0-9]{16}$/,
+  upload: /^upload_[A-Za-z0-9]{12}$/,
+} as const;

@@ -1,0 +1,126 @@
+/**
+ * @module job-request
+ * Validates a POST /jobs body into a `JobRequest`, with the contract's codes and its
+ * clamp-versus-reject rule: cpus/memory above the type's maximum are clamped; below 1,
+ * fractional or not a number are rejected; timeout_minutes is never clamped.
+ * The API runs this at the edge, so only valid requests become messages to the scheduler.
+ */
+import { apiError, type ErrorCode } from '../contract/errors.ts';
+import {
+  DEFAULT_WORKER_IMAGE, ID_PATTERNS, JOB_TYPES, MAX_COMMAND_CHARS, MAX_CONTEXT_CHARS, MAX_IMAGE_CHARS, MAX_TASK_CHARS,
+  TIMEOUT_MINUTES, TYPE_LIMITS, type JobType,
+} from '../contract/jobs.ts';
+
+export interface JobRequest {
+  clientJobId: string | undefined;
+  type: JobType;
+  command: string | undefined;
+  task: string | undefined;
+  context: string | undefined;
+  gitBranch: string | undefined;
+  filesId: string | undefined;
+  image: string;
+  cpus: number;
+  memoryGb: number;
+  timeoutMinutes: number;
+  /** Fields that were clamped to the type's maximum, so the API can say so. */
+  clamped: Array<'cpus' | 'memory_gb'>;
+}
+
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+const IMAGE = /^(?:[a-zA-Z0-9][a-zA-Z0-9.-]*(?::[0-9]+)?\/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+
+/** git check-ref-format rules for a branch name. */
+export function isValidGitRef(name: string): boolean {
+  if (name.length === 0 || name.length > 255 || name === '@') return false;
+  if (/[\x00-\x20\x7f~^:?*[\\]/.test(name)) return false;
+  if (name.includes('..') || name.includes('@{') || name.includes('//')) return false;
+  if (name.startsWith('/') || name.endsWith('/') || name.endsWith('.') || name.startsWith('-')) return false;
+  return name.split('/').every((part) => !part.startsWith('.') && !part.endsWith('.lock'));
+}
+
+function text(body: Record<string, unknown>, field: string, max: number, code: ErrorCode, required: boolean): string | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) {
+    if (required) throw apiError(code, `${field} is required for this job type.`);
+    return undefined;
+  }
+  if (typeof value !== 'string') throw apiError(code, `${field} must be a string.`);
+  if (required && value.trim() === '') throw apiError(code, `${field} must not be empty.`);
+  if (value.length > max) throw apiError(code, `${field} is ${value.length} characters; the limit is ${max}.`);
+  return value;
+}
+
+function resource(value: unknown, field: 'cpus' | 'memory_gb', fallback: number, max: number, code: 'invalid_cpus' | 'invalid_memory'): { value: number; clamped: boolean } {
+  if (value === undefined || value === null) return { value: fallback, clamped: false };
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw apiError(code, `${field} must be a whole number of at least 1 (got ${JSON.stringify(value)}).`);
+  }
+  return value > max ? { value: max, clamped: true } : { value, clamped: false };
+}
+
+export function parseJobRequest(body: Record<string, unknown>, agentImage: string, defaultImage = DEFAULT_WORKER_IMAGE): JobRequest {
+  const type = body.type;
+  if (typeof type !== 'string' || !(JOB_TYPES as readonly string[]).includes(type)) {
+    throw apiError('invalid_job_type', `type must be "worker" or "agent" (got ${JSON.stringify(type ?? null)}).`);
+  }
+  const jobType = type as JobType;
+
+  let clientJobId: string | undefined;
+  if (body.client_job_id !== undefined && body.client_job_id !== null) {
+    const raw = body.client_job_id;
+    if (typeof raw !== 'string' || raw.length > 36 || !UUID_V4.test(raw)) {
+      throw apiError('invalid_client_job_id', `client_job_id must be a UUID v4 such as 6f1c3c6e-2f4b-4e8e-9a55-0c7a3f7d2a10 (got ${JSON.stringify(raw)}).`);
+    }
+    clientJobId = raw.toLowerCase();
+  }
+
+  const isWorker = jobType === 'worker';
+  const command = isWorker ? text(body, 'command', MAX_COMMAND_CHARS, 'missing_command', true) : undefined;
+  const task = isWorker ? undefined : text(body, 'task', MAX_TASK_CHARS, 'missing_task', true);
+  let context: string | undefined;
+  let gitBranch: string | undefined;
+  if (isWorker) {
+    if (body.context !== undefined && body.context !== null) throw apiError('invalid_context', 'context is only for agent jobs; put what a worker needs in its command or upload.');
+  } else {
+    context = text(body, 'context', MAX_CONTEXT_CHARS, 'invalid_context', false);
+    gitBranch = text(body, 'git_branch', 255, 'missing_git_branch', true);
+    if (!isValidGitRef(gitBranch!)) throw apiError('missing_git_branch', `git_branch ${JSON.stringify(gitBranch)} is not a valid git ref name.`);
+  }
+
+  let filesId: string | undefined;
+  if (body.files_id !== undefined && body.files_id !== null) {
+    if (typeof body.files_id !== 'string' || !ID_PATTERNS.upload.test(body.files_id)) {
+      throw apiError('upload_not_found', `files_id ${JSON.stringify(body.files_id)} names no upload; upload ids look like upload_ followed by 12 letters or digits.`);
+    }
+    filesId = body.files_id;
+  }
+
+  let image = isWorker ? defaultImage : agentImage;
+  if (body.image !== undefined && body.image !== null) {
+    const raw = body.image;
+    if (typeof raw !== 'string' || raw.length > MAX_IMAGE_CHARS || !IMAGE.test(raw)) {
+      throw apiError('invalid_image', `image must look like [registry/]name[:tag], at most ${MAX_IMAGE_CHARS} characters (got ${JSON.stringify(raw)}).`);
+    }
+    // Agent jobs always run the agent image; a requested image is validated but not used.
+    if (isWorker) image = raw;
+  }
+
+  const limits = TYPE_LIMITS[jobType];
+  const cpus = resource(body.cpus, 'cpus', limits.defaultCpus, limits.maxCpus, 'invalid_cpus');
+  const memory = resource(body.memory_gb, 'memory_gb', limits.defaultMemoryGb, limits.maxMemoryGb, 'invalid_memory');
+
+  let timeoutMinutes = limits.defaultTimeoutMinutes;
+  if (body.timeout_minutes !== undefined && body.timeout_minutes !== null) {
+    const t = body.timeout_minutes;
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < TIMEOUT_MINUTES.min || t > TIMEOUT_MINUTES.max) {
+      throw apiError('invalid_timeout', `timeout_minutes must be a whole number from ${TIMEOUT_MINUTES.min} to ${TIMEOUT_MINUTES.max} (got ${JSON.stringify(t)}).`);
+    }
+    timeoutMinutes = t;
+  }
+
+  const clamped: JobRequest['clamped'] = [];
+  if (cpus.clamped) clamped.push('cpus');
+  if (memory.clamped) clamped.push('memory_gb');
+  return { clientJobId, type: jobType, command, task, context, gitBranch, filesId, image, cpus: cpus.value, memoryGb: memory.value, timeoutMinutes, clamped };
+}

@@ -1,0 +1,46 @@
+/**
+ * @module rows
+ * The shapes of rows as SQLite returns them, shared by the writer (scheduler) and the readers.
+ */
+import type { JobState, JobType } from '../contract/jobs.ts';
+
+export interface JobRow {
+  id: string;
+  user_id: string;
+  job_type: JobType;
+  status: JobState;
+  command: string | null;
+  task: string | null;
+  context: string | null;
+  git_branch: string | null;
+  files_id: string | null;
+  image: string;
+  cpus: number;
+  memory_gb: number;
+  timeout_minutes: number;
+  container_id: string | null;
+  exit_code: number | null;
+  error: string | null;
+  created_at: number;
+  started_at: number | null;
+  completed_at: number | null;
+  log_truncated: 0 | 1;
+  kill_requested_at: number | null;
+  kill_reason: 'cancel' | 'timeout' | null;
+  resources_released_at: number | null;
+}
+
+export type UploadState = 'uploading' | 'finalized' | 'consumed' | 'expired';
+
+export interface UploadRow {
+  id: string;
+  user_id: string;
+  state: UploadState;
+  size_bytes: number | null;
+  file_count: number | null;
+  created_at: number;
+  finalized_at: number | null;
+  consumed_at: number | null;
+  expires_at: number;
+  job_id: string | null;
+}

@@ -1,0 +1,69 @@
+/**
+ * @module test/actors/containers/helpers
+ * Job specs, temp dirs and cleanup shared by the container tests.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type Docker from 'dockerode';
+import type { JobContainerSpec } from '../../../actors/containers/container-spec.ts';
+import { removeContainer } from '../../../actors/containers/podman-client.ts';
+import { TEST_IMAGE } from '../../support/podman.ts';
+
+/** Unique per call, so concurrent test runs on the same Podman never collide. */
+export function newJobId(): string {
+  return `test-${randomBytes(6).toString('hex')}`;
+}
+
+const tempDirs = new Set<string>();
+
+/** A fresh directory, removed by Cleanup.run(). */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `fp-${prefix}-`));
+  tempDirs.add(dir);
+  return dir;
+}
+
+export function workerSpec(overrides: Partial<JobContainerSpec> = {}): JobContainerSpec {
+  return {
+    jobId: newJobId(),
+    jobType: 'worker',
+    image: TEST_IMAGE,
+    command: 'true',
+    cpus: 1,
+    memoryGb: 0.25,
+    artifactsDir: tempDir('artifacts'),
+    socketMounts: [],
+    rootless: false,
+    networkMode: 'slirp4netns',
+    ...overrides,
+  };
+}
+
+/** Tracks the containers a test file creates; run() removes them and every tempDir(). */
+export class Cleanup {
+  private readonly containers = new Set<string>();
+
+  container(id: string): string {
+    this.containers.add(id);
+    return id;
+  }
+
+  async run(docker: Docker): Promise<void> {
+    await Promise.all([...this.containers].map((id) => removeContainer(docker, id)));
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+    tempDirs.clear();
+  }
+}
+
+/** Resolves once the container's output contains `text` (polling its logs). */
+export async function waitForOutput(docker: Docker, id: string, text: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const logs = await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false });
+    if (logs.toString('latin1').includes(text)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`container ${id} never printed ${text}`);
+}
