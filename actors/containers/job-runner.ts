@@ -148,7 +148,21 @@ export class JobRunner {
     if (job.status === 'cancelled' || job.kill_reason !== null) void this.kill();
     else this.armTimeout(job);
 
-    const exit = await waitForExit(docker, containerId, { killSent: () => this.killSent });
+    const lostPodman = new AbortController();
+    const watchdog = setInterval(() => {
+      docker.ping().catch(() => {
+        // A wait request to a Podman API that went away never ends; give up here and let the
+        // reconcile pass adopt the container once Podman is back.
+        lostPodman.abort();
+        this.detach();
+      });
+    }, this.deps.config.timing.reconcileIntervalMs);
+    let exit;
+    try {
+      exit = await waitForExit(docker, containerId, { killSent: () => this.killSent, signal: lostPodman.signal });
+    } finally {
+      clearInterval(watchdog);
+    }
     clearTimeout(this.timeoutTimer);
     const captured = await capture.done;
     if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
@@ -184,6 +198,10 @@ export class JobRunner {
   /** Finishes a job whose container was found exited, or is gone, during reconciliation. */
   static async settleExited(deps: RunnerDeps, job: JobRow, containerId: string): Promise<void> {
     const { docker, scheduler } = deps;
+    // Whatever it printed after the last capture (Podman reads an exited container's log file).
+    const runner = new JobRunner(job.id, deps);
+    const captured = await (await startLogCapture(docker, containerId, runner.captureOptions(job.id))).done;
+    if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
     const { State } = await docker.getContainer(containerId).inspect();
     await scheduler.call('jobFinished', { jobId: job.id, finish: { exitCode: State.ExitCode, oomKilled: State.OOMKilled } });
     await removeContainer(docker, containerId);

@@ -21,6 +21,8 @@ export interface WaitOptions {
   killSent?: () => boolean;
   /** Memory cgroup sampling period for OOM evidence. */
   oomPollMs?: number;
+  /** Gives up waiting (Podman's API went away: its wait request can hang forever otherwise). */
+  signal?: AbortSignal;
 }
 
 export type KillOutcome = 'not-running' | 'exited-on-sigterm' | 'sigkilled';
@@ -69,7 +71,7 @@ export async function waitForExit(docker: Docker, id: string, options: WaitOptio
     : undefined;
   let evidence = false;
   try {
-    await container.wait();
+    await container.wait(options.signal ? { abortSignal: options.signal } : {});
   } finally {
     evidence = watch?.stop() ?? false;
   }

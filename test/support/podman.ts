@@ -27,10 +27,13 @@ export interface RootlessPodmanService extends PodmanService {
 
 const SETUP_HINT = 'run `bash scripts/setup-podman.sh` as root first';
 
-/** Rootful `podman system service` on a temp socket; resolves once `/_ping` answers. */
-export async function startPodmanService(): Promise<PodmanService> {
-  const dir = mkdtempSync(join(tmpdir(), 'fp-podman-'));
-  const socketPath = join(dir, 'podman.sock');
+/**
+ * Rootful `podman system service` on a temp socket (or on `socketPath`, to bring a stopped
+ * service back where its clients expect it); resolves once `/_ping` answers.
+ */
+export async function startPodmanService(socketPath?: string): Promise<PodmanService> {
+  const dir = socketPath ? undefined : mkdtempSync(join(tmpdir(), 'fp-podman-'));
+  socketPath ??= join(dir!, 'podman.sock');
   const child = spawn('podman', ['system', 'service', '--time=0', `unix://${socketPath}`], {
     env: { ...process.env, CONTAINERS_CONF },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -68,7 +71,7 @@ function idOf(flag: '-u' | '-g'): string {
   }
 }
 
-async function running(child: ChildProcess, socketPath: string, dir: string): Promise<PodmanService> {
+async function running(child: ChildProcess, socketPath: string, dir: string | undefined): Promise<PodmanService> {
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4096); });
   const exited = new Promise<never>((_, reject) => {
@@ -89,7 +92,7 @@ async function running(child: ChildProcess, socketPath: string, dir: string): Pr
       endGroup();
       await gone;
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   };
   try {
     await Promise.race([waitForPing(socketPath, 15_000), exited]);

@@ -53,7 +53,7 @@ export async function startStack(extra: Record<string, string> = {}): Promise<St
       await stack.server.stop('SIGKILL');
       const leftovers = await docker.listContainers({ all: true, filters: { label: ['flashpods-job=true'] } });
       await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
-      await podman.stop();
+      await stack.podman.stop();
     },
   };
   return stack;
