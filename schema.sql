@@ -82,3 +82,15 @@ ALTER TABLE jobs ADD COLUMN resources_released_at INTEGER;
 CREATE INDEX jobs_holding_resources ON jobs (resources_released_at) WHERE resources_released_at IS NULL;
 UPDATE jobs SET resources_released_at = coalesce(completed_at, created_at)
   WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled', 'cleaning', 'cleaned');
+
+-- migration 3: artifact indexing and cleanup progress
+-- NULL until the indexer has recorded the job's artifacts; listings say copy_in_progress meanwhile.
+ALTER TABLE jobs ADD COLUMN artifacts_indexed_at INTEGER;
+-- Artifacts go 1 h after the job ended, logs 24 h after; the job is `cleaned` once both are gone.
+ALTER TABLE jobs ADD COLUMN artifacts_deleted_at INTEGER;
+ALTER TABLE jobs ADD COLUMN logs_deleted_at INTEGER;
+UPDATE jobs SET artifacts_indexed_at = coalesce(completed_at, created_at)
+  WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled', 'cleaning', 'cleaned');
+UPDATE jobs SET artifacts_deleted_at = coalesce(completed_at, created_at), logs_deleted_at = coalesce(completed_at, created_at)
+  WHERE status = 'cleaned';
+CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;

@@ -11,12 +11,13 @@ const standard = { restart: 'permanent', maxRestarts: 5, periodMs: 60_000, backo
 
 export const ACTOR_SPECS: ChildSpec[] = [
   { name: 'scheduler', module: actorModule('scheduler'), ...standard, maxHeapMb: 512 },
+  { name: 'artifacts', module: actorModule('artifacts'), ...standard, maxHeapMb: 256 },
   { name: 'containers', module: actorModule('containers'), ...standard, maxHeapMb: 512 },
   { name: 'api', module: actorModule('api'), ...standard, maxHeapMb: 512 },
 ];
 
 /** The API unit's actors; the token unit runs `--actors tokens` under its own user. */
-export const DEFAULT_ACTORS = ['scheduler', 'containers', 'artifacts', 'api'].filter((n) => ACTOR_SPECS.some((s) => s.name === n));
+export const DEFAULT_ACTORS = ['scheduler', 'artifacts', 'containers', 'api'];
 
 export function selectActors(names: string[]): ChildSpec[] {
   const unknown = names.filter((n) => !ACTOR_SPECS.some((s) => s.name === n));

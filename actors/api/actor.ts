@@ -13,6 +13,7 @@ import type { JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
 import { SCHEDULER_EVENTS } from '../scheduler/messages.ts';
 import { openDatabase, type Db } from '../store/database.ts';
 import { createApp } from './app.ts';
+import { artifactsRoutes } from './artifacts-routes.ts';
 import { TokenFile } from './auth.ts';
 import { JobWatch } from './job-watch.ts';
 import { jobsRoutes } from './jobs-routes.ts';
@@ -44,7 +45,7 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
         actorStates: () => states,
         startedAtMs: Date.now(),
       },
-      [uploadsRoutes({ config, reads, scheduler }), jobsRoutes({ config, reads, scheduler, watch })],
+      [uploadsRoutes({ config, reads, scheduler }), jobsRoutes({ config, reads, scheduler, watch }), artifactsRoutes({ config, reads })],
     );
 
     const address = await new Promise<AddressInfo>((resolve, reject) => {

@@ -5,7 +5,7 @@
  */
 import type { JobState } from '../contract/jobs.ts';
 import type { Db } from '../store/database.ts';
-import type { JobRow, UploadRow } from '../store/rows.ts';
+import type { ArtifactRow, JobRow, UploadRow } from '../store/rows.ts';
 
 export class Reads {
   private readonly db: Db;
@@ -24,6 +24,14 @@ export class Reads {
     const jobs = this.db.prepare(`SELECT * FROM jobs ${where} ORDER BY created_at DESC, id DESC LIMIT ?`).all(...args, limit) as JobRow[];
     const total = this.db.prepare(`SELECT count(*) FROM jobs ${where}`).pluck().get(...args) as number;
     return { jobs, total };
+  }
+
+  artifacts(jobId: string): ArtifactRow[] {
+    return this.db.prepare('SELECT * FROM artifacts WHERE job_id = ? ORDER BY name').all(jobId) as ArtifactRow[];
+  }
+
+  artifact(jobId: string, name: string): ArtifactRow | undefined {
+    return this.db.prepare('SELECT * FROM artifacts WHERE job_id = ? AND name = ?').get(jobId, name) as ArtifactRow | undefined;
   }
 
   upload(id: string): UploadRow | undefined {

@@ -13,7 +13,8 @@ import type { JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
 import { SCHEDULER_EVENTS } from '../scheduler/messages.ts';
 import { openDatabase, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/rows.ts';
-import { JobRunner, type RunnerDeps } from './job-runner.ts';
+import type { ArtifactsProtocol } from '../artifacts/messages.ts';
+import { indexArtifacts, JobRunner, type RunnerDeps } from './job-runner.ts';
 import type { ContainersProtocol, ReconcileReport } from './messages.ts';
 import { listJobContainers, removeContainer, type JobContainer } from './podman-client.ts';
 
@@ -31,7 +32,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
     db = openDatabase(config.paths.db, { readonly: true });
     const reads = db;
-    const deps: RunnerDeps = { docker, config, scheduler, log };
+    const deps: RunnerDeps = { docker, config, scheduler, artifacts: ctx.peer<ArtifactsProtocol>('artifacts'), log };
     let podmanReachable = false;
     let warnedUnreachable = false;
 
@@ -104,6 +105,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
           if (container) await removeContainer(docker, container.id);
           const error = row.status === 'running' ? JOB_ERRORS.lostOnRecovery : JOB_ERRORS.notFoundOnRecovery;
           supervise(row.id, async () => {
+            // Whatever the lost container wrote to /artifacts is still indexed and served.
+            if (row.artifacts_indexed_at === null) await indexArtifacts(deps, row.id);
             if (row.status === 'starting' || row.status === 'running') {
               await scheduler.call('jobFinished', { jobId: row.id, finish: { exitCode: null, error } });
             }
@@ -129,6 +132,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       const stale = reads.prepare("SELECT id FROM jobs WHERE status = 'pending' AND created_at < ?").pluck().all(Date.now() - PENDING_MAX_MS) as string[];
       for (const id of stale) {
         supervise(id, async () => {
+          await scheduler.call('recordArtifacts', { jobId: id, artifacts: [] });
           await scheduler.call('jobFinished', { jobId: id, finish: { exitCode: null, error: `container_runtime_unavailable: Podman was unreachable at ${config.paths.podmanSocket} for ${PENDING_MAX_MS / 60_000} minutes` } });
           await scheduler.call('jobReleased', { jobId: id });
         });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 import type { ActorLog, ActorRef } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
+import type { ArtifactsProtocol, IndexSummary } from '../artifacts/messages.ts';
 import type { SchedulerProtocol } from '../scheduler/messages.ts';
 import type { JobRow } from '../store/rows.ts';
 import type { JobContainerSpec } from './container-spec.ts';
@@ -20,7 +21,16 @@ export interface RunnerDeps {
   docker: Docker;
   config: FlashpodsConfig;
   scheduler: ActorRef<SchedulerProtocol>;
+  artifacts: ActorRef<ArtifactsProtocol>;
   log: ActorLog;
+}
+
+/** Walking a large /artifacts tree can take a while; it runs off the event loop meanwhile. */
+const INDEX_TIMEOUT_MS = 10 * 60_000;
+
+/** Indexes the job's artifacts before its final status is written (storage.md). */
+export function indexArtifacts(deps: RunnerDeps, jobId: string): Promise<IndexSummary> {
+  return deps.artifacts.call('indexJob', { jobId }, { timeoutMs: INDEX_TIMEOUT_MS });
 }
 
 const TRUNCATION = '[TRUNCATED - log exceeded';
@@ -167,9 +177,10 @@ export class JobRunner {
     const captured = await capture.done;
     if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
     await this.killing;
+    const indexed = await indexArtifacts(this.deps, job.id);
     const { job: finished } = await scheduler.call('jobFinished', {
       jobId: job.id,
-      finish: { exitCode: exit.exitCode, oomKilled: exit.oomKilled },
+      finish: { exitCode: exit.exitCode, oomKilled: exit.oomKilled, error: indexed.note, failure: indexed.failure },
     });
     this.deps.log.info(`job ${job.id} exited with ${exit.exitCode}`, {
       event: 'job_exited', job_id: job.id, exit_code: exit.exitCode, oom_killed: exit.oomKilled, status: finished?.status, resumed,
@@ -191,7 +202,8 @@ export class JobRunner {
 
   private async endWithoutContainer(error: string | undefined): Promise<void> {
     const { scheduler } = this.deps;
-    await scheduler.call('jobFinished', { jobId: this.jobId, finish: { exitCode: null, error: error ?? 'cancelled before start' } });
+    await scheduler.call('recordArtifacts', { jobId: this.jobId, artifacts: [] });
+    await scheduler.call('jobFinished', { jobId: this.jobId, finish: { exitCode: null, error } });
     await scheduler.call('jobReleased', { jobId: this.jobId });
   }
 
@@ -203,7 +215,11 @@ export class JobRunner {
     const captured = await (await startLogCapture(docker, containerId, runner.captureOptions(job.id))).done;
     if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
     const { State } = await docker.getContainer(containerId).inspect();
-    await scheduler.call('jobFinished', { jobId: job.id, finish: { exitCode: State.ExitCode, oomKilled: State.OOMKilled } });
+    const indexed = await indexArtifacts(deps, job.id);
+    await scheduler.call('jobFinished', {
+      jobId: job.id,
+      finish: { exitCode: State.ExitCode, oomKilled: State.OOMKilled, error: indexed.note, failure: indexed.failure },
+    });
     await removeContainer(docker, containerId);
     await scheduler.call('jobReleased', { jobId: job.id });
   }

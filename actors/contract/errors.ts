@@ -50,6 +50,7 @@ export const ERRORS = {
   artifacts_deleted: { status: 410, message: 'The job was cleaned up; its artifacts are gone.' },
   invalid_artifact_name: { status: 400, message: 'Artifact names are file names: no "/", "\\", "..", NUL or surrounding spaces, at most 255 characters.' },
   artifact_not_found: { status: 404, message: 'The job has no artifact with that name; GET /jobs/{id}/artifacts lists them.' },
+  range_not_satisfiable: { status: 416, message: 'The requested byte range is outside the file.' },
   copy_in_progress: { status: 503, message: 'Artifacts are still being indexed; retry in a few seconds.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -88,6 +88,10 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
       jobTimedOut({ jobId }) {
         return { kill: jobs.requestTimeoutKill(jobId) };
       },
+      recordArtifacts({ jobId, artifacts }) {
+        jobs.recordArtifacts(jobId, artifacts);
+        return {};
+      },
       jobLogTruncated({ jobId }) {
         jobs.markLogTruncated(jobId);
         return {};

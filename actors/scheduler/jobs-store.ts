@@ -20,9 +20,15 @@ export interface Usage extends Capacity {
   jobs: number;
 }
 
-export type Finish =
-  | { exitCode: number; oomKilled: boolean; error?: string }
-  | { exitCode: null; error: string; oomKilled?: false };
+export interface Finish {
+  /** null when no container ran (or it vanished). */
+  exitCode: number | null;
+  oomKilled?: boolean;
+  /** A note for `error` that does not change the outcome (e.g. dropped artifacts). */
+  error?: string;
+  /** The job fails with this error whatever its exit code (e.g. artifact indexing failed). */
+  failure?: string;
+}
 
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
@@ -141,10 +147,13 @@ export class JobsStore {
       else if (job.kill_reason === 'timeout') {
         status = 'timed_out';
         error = JOB_ERRORS.timeout;
+      } else if (finish.failure) {
+        status = 'failed';
+        error = finish.failure;
       } else if (finish.exitCode === 0) status = 'completed';
       else status = 'failed';
-      if (finish.oomKilled && status === 'failed') error = JOB_ERRORS.oomKilled;
-      if (status === 'cancelled') error = null;
+      if (finish.oomKilled && status === 'failed' && !finish.failure) error = JOB_ERRORS.oomKilled;
+      if (status === 'cancelled') error = finish.error ?? null;
 
       this.db
         .prepare('UPDATE jobs SET status = ?, exit_code = ?, error = coalesce(?, error), completed_at = coalesce(completed_at, ?) WHERE id = ?')
@@ -189,6 +198,20 @@ export class JobsStore {
     return this.db
       .prepare("UPDATE jobs SET kill_requested_at = ?, kill_reason = 'timeout' WHERE id = ? AND status = 'running' AND kill_reason IS NULL")
       .run(now, id).changes === 1;
+  }
+
+  /**
+   * Replaces the job's artifact rows in one transaction and marks it indexed. Re-indexing after
+   * a crash replaces rather than conflicts, and names come from one directory listing, so the
+   * contract's artifact_copy_conflict cannot arise here.
+   */
+  recordArtifacts(id: string, artifacts: Array<{ name: string; sizeBytes: number; createdAt: number }>, now = Date.now()): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM artifacts WHERE job_id = ?').run(id);
+      const insert = this.db.prepare('INSERT INTO artifacts (job_id, name, path, size_bytes, created_at) VALUES (?, ?, ?, ?, ?)');
+      for (const a of artifacts) insert.run(id, a.name, a.name, a.sizeBytes, a.createdAt);
+      this.db.prepare('UPDATE jobs SET artifacts_indexed_at = ? WHERE id = ?').run(now, id);
+    })();
   }
 
   markLogTruncated(id: string): void {

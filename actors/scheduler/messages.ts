@@ -23,6 +23,7 @@ export type SchedulerProtocol = {
   jobContainerCreated: { req: { jobId: string; containerId: string }; res: Empty };
   jobRunning: { req: { jobId: string; containerId: string; startedAt: number }; res: { status: JobState | undefined } };
   jobTimedOut: { req: { jobId: string }; res: { kill: boolean } };
+  recordArtifacts: { req: { jobId: string; artifacts: Array<{ name: string; sizeBytes: number; createdAt: number }> }; res: Empty };
   jobLogTruncated: { req: { jobId: string }; res: Empty };
   jobFinished: { req: { jobId: string; finish: Finish }; res: { job: JobRow | undefined } };
   jobReleased: { req: { jobId: string }; res: Empty };

@@ -28,6 +28,18 @@ export interface JobRow {
   kill_requested_at: number | null;
   kill_reason: 'cancel' | 'timeout' | null;
   resources_released_at: number | null;
+  artifacts_indexed_at: number | null;
+  artifacts_deleted_at: number | null;
+  logs_deleted_at: number | null;
+}
+
+export interface ArtifactRow {
+  id: number;
+  job_id: string;
+  name: string;
+  path: string;
+  size_bytes: number;
+  created_at: number;
 }
 
 export type UploadState = 'uploading' | 'finalized' | 'consumed' | 'expired';
