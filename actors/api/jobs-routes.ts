@@ -90,7 +90,7 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
     app.get('/jobs/:id/output', async (c) => {
       const job = findJob(reads, c.req.param('id'));
       const tail = intQuery(c.req.query('tail'), 'tail', OUTPUT_TAIL.default, OUTPUT_TAIL.max);
-      if (job.status === 'cleaned' || job.status === 'cleaning') throw apiError('logs_deleted', `The log of ${job.id} was deleted by cleanup.`);
+      if (job.logs_deleted_at !== null || job.status === 'cleaned' || job.status === 'cleaning') throw apiError('logs_deleted', `The log of ${job.id} was deleted by cleanup.`);
       if (job.status === 'pending') throw apiError('logs_not_available');
       const log = await readLogTail(logPath(job.id), tail);
       return c.json({ output: log.output, lines: log.lines, truncated: job.log_truncated === 1, total_bytes: log.totalBytes });
@@ -98,7 +98,7 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
 
     app.get('/jobs/:id/output/stream', (c) => {
       const job = findJob(reads, c.req.param('id'));
-      if (job.status === 'cleaned' || job.status === 'cleaning') throw apiError('logs_deleted', `The log of ${job.id} was deleted by cleanup.`);
+      if (job.logs_deleted_at !== null || job.status === 'cleaned' || job.status === 'cleaning') throw apiError('logs_deleted', `The log of ${job.id} was deleted by cleanup.`);
       const tail = intQuery(c.req.query('tail'), 'tail', OUTPUT_TAIL.default, OUTPUT_TAIL.max, 0);
       const signal = c.req.raw.signal;
       return streamSSE(c, async (sse) => {

@@ -8,15 +8,18 @@
 import { defineActor } from '../../runtime/actor.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
+import { ID_PATTERNS } from '../contract/jobs.ts';
 import { migrate, openDatabase, schemaVersion, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/rows.ts';
+import { Cleanup, type CleanupCounts, type DiskUsage } from './cleanup.ts';
 import { JobsStore } from './jobs-store.ts';
 import type { MeasureInput, MeasureOutput } from './measure-tree.task.ts';
-import { SCHEDULER_EVENTS, type JobChanged, type SchedulerProtocol } from './messages.ts';
+import { SCHEDULER_EVENTS, type CleanupReport, type JobChanged, type SchedulerProtocol } from './messages.ts';
 import { Uploads } from './uploads.ts';
 
 let db: Db | undefined;
 let pool: TaskPool<MeasureInput, MeasureOutput> | undefined;
+let cleanupTimer: NodeJS.Timeout | undefined;
 
 export default defineActor<SchedulerProtocol, FlashpodsConfig>({
   start(ctx) {
@@ -43,11 +46,43 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
       ctx.publish(SCHEDULER_EVENTS.jobChanged, { jobId: job.id, status: job.status } satisfies JobChanged);
     };
 
+    const cleanup = new Cleanup(store, {
+      uploadsDir: config.paths.uploads,
+      sealedDir: config.paths.sealedUploads,
+      artifactsDir: config.paths.artifacts,
+      logsDir: config.paths.logs,
+      uploadUnfinalizedTtlMs: config.ttl.uploadUnfinalizedMs,
+      logTtlMs: config.ttl.logMs,
+      artifactTtlMs: config.ttl.artifactMs,
+      logsTotalBytes: config.limits.logsTotalBytes,
+    }, (action, subject) => {
+      ctx.log.info(`cleanup: ${action.replace(/_/g, ' ')} ${subject}`, { event: 'cleanup', action, subject });
+      if (ID_PATTERNS.job.test(subject)) changed(jobs.get(subject));
+    });
+    let cleaning: Promise<CleanupReport> | undefined;
+    const runCleanup = () =>
+      (cleaning ??= cleanup.runPass().then((report: { counts: CleanupCounts; usage: DiskUsage }) => {
+        ctx.publish(SCHEDULER_EVENTS.cleanupDone, report);
+        return report;
+      }).finally(() => (cleaning = undefined)));
+    const tick = () => {
+      runCleanup().catch((err: Error) => ctx.log.error(`cleanup pass failed: ${err.message}`, { event: 'cleanup_failed', err: { message: err.message, stack: err.stack } }));
+      cleanupTimer = setTimeout(tick, config.timing.cleanupIntervalMs);
+    };
+    cleanupTimer = setTimeout(tick, Math.min(config.timing.cleanupIntervalMs, 1_000));
+
     return {
       schemaVersion: () => ({ version: schemaVersion(store) }),
+      runCleanup: () => runCleanup(),
 
       createJob(req) {
-        const result = jobs.create(req, config.capacity);
+        let result;
+        try {
+          result = jobs.create(req, config.capacity);
+        } catch (err) {
+          if ((err as { code?: string }).code === 'insufficient_resources') ctx.publish(SCHEDULER_EVENTS.admissionRejected, { type: req.type });
+          throw err;
+        }
         if (result.created) {
           ctx.log.info(`job ${result.job.id} admitted`, {
             event: 'job_admitted', job_id: result.job.id, type: req.type, cpus: req.cpus, memory_gb: req.memoryGb, clamped: req.clamped,
@@ -111,6 +146,7 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     };
   },
   async stop() {
+    clearTimeout(cleanupTimer);
     await pool?.destroy();
     db?.close();
     db = undefined;

@@ -7,6 +7,7 @@
  */
 import type { JobState } from '../contract/jobs.ts';
 import type { JobRow, UploadRow } from '../store/rows.ts';
+import type { CleanupCounts, DiskUsage } from './cleanup.ts';
 import type { Finish } from './jobs-store.ts';
 import type { JobRequest } from './job-request.ts';
 
@@ -14,6 +15,8 @@ type Empty = Record<string, never>;
 
 export type SchedulerProtocol = {
   schemaVersion: { req: Empty; res: { version: number } };
+  /** Runs a cleanup pass now (or joins the one running) and reports what it did. */
+  runCleanup: { req: Empty; res: CleanupReport };
   createJob: { req: JobRequest; res: { job: JobRow; created: boolean } };
   cancelJob: { req: { jobId: string }; res: { job: JobRow } };
   finalizeUpload: { req: { uploadId: string }; res: UploadRow };
@@ -33,7 +36,16 @@ export type SchedulerProtocol = {
 export const SCHEDULER_EVENTS = {
   /** A job's row changed; `status` is its new status. */
   jobChanged: 'job-changed',
+  /** A cleanup pass finished: what it did and the disk usage it saw (CleanupReport). */
+  cleanupDone: 'cleanup-done',
+  /** POST /jobs was refused for lack of capacity. */
+  admissionRejected: 'admission-rejected',
 } as const;
+
+export interface CleanupReport {
+  counts: CleanupCounts;
+  usage: DiskUsage;
+}
 
 export interface JobChanged {
   jobId: string;
