@@ -40,6 +40,8 @@ export type ActorState = 'starting' | 'running' | 'restarting' | 'stopping' | 's
 /** Events published by the runtime itself; actors add their own topics. */
 export interface RuntimeEvents {
   'actor-states': Record<string, ActorState>;
+  /** Restarts of each actor since the supervisor started. */
+  'actor-restarts': Record<string, number>;
 }
 
 export interface ActorContext<Config = unknown> {

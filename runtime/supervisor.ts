@@ -61,6 +61,7 @@ export class Supervisor {
   private readonly children: Child[];
   private readonly options: SupervisorOptions;
   private shuttingDown = false;
+  private readonly restartTotals = new Map<string, number>();
   private gaveUp = false;
 
   constructor(specs: ChildSpec[], options: SupervisorOptions) {
@@ -231,6 +232,7 @@ export class Supervisor {
     child.restartTimer = setTimeout(() => {
       child.restartTimer = undefined;
       if (this.shuttingDown) return;
+      this.restartTotals.set(spec.name, (this.restartTotals.get(spec.name) ?? 0) + 1);
       this.spawn(child);
       this.options.logger.warn(
         { actor: spec.name, event: 'restarted', attempt: child.restarts.length, backoffMs: delay },
@@ -277,10 +279,18 @@ export class Supervisor {
     this.options.logger.info({ actor: name, event: 'stopped' }, `actor ${name} stopped`);
   }
 
+  restarts(): Record<string, number> {
+    return Object.fromEntries(this.children.map((c) => [c.spec.name, this.restartTotals.get(c.spec.name) ?? 0]));
+  }
+
   private setState(child: Child, state: ActorState): void {
     child.state = state;
     const states = this.states();
-    for (const other of this.children) other.channel?.emit('actor-states', states);
+    const restarts = this.restarts();
+    for (const other of this.children) {
+      other.channel?.emit('actor-states', states);
+      other.channel?.emit('actor-restarts', restarts);
+    }
   }
 
   private sendControl(child: Child, msg: ControlToActor, transfer: MessagePort[] = []): void {

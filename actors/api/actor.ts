@@ -9,13 +9,15 @@ import { serve, type ServerType } from '@hono/node-server';
 import { defineActor } from '../../runtime/actor.ts';
 import type { ActorState, RuntimeEvents } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
-import type { JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
+import type { CleanupReport, JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
 import { SCHEDULER_EVENTS } from '../scheduler/messages.ts';
 import { openDatabase, type Db } from '../store/database.ts';
 import { createApp } from './app.ts';
 import { artifactsRoutes } from './artifacts-routes.ts';
 import { TokenFile } from './auth.ts';
 import { JobWatch } from './job-watch.ts';
+import { Metrics } from './metrics.ts';
+import { OPENAPI } from './openapi.ts';
 import { jobsRoutes } from './jobs-routes.ts';
 import type { ApiProtocol } from './messages.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -32,7 +34,12 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
     ctx.subscribe<RuntimeEvents['actor-states']>('actor-states', (s) => (states = s));
     const watch = new JobWatch();
     ctx.subscribe<JobChanged>(SCHEDULER_EVENTS.jobChanged, ({ jobId, status }) => watch.notify(jobId, status));
+    const metrics = new Metrics();
+    ctx.subscribe<RuntimeEvents['actor-restarts']>('actor-restarts', (r) => metrics.recordRestarts(r));
+    ctx.subscribe<CleanupReport>(SCHEDULER_EVENTS.cleanupDone, (report) => metrics.recordCleanup(report));
+    ctx.subscribe(SCHEDULER_EVENTS.admissionRejected, () => metrics.recordAdmissionRejected());
     db = openDatabase(config.paths.db, { readonly: true });
+    const store = db;
     const reads = new Reads(db);
     const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
 
@@ -44,8 +51,11 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
         bodyMaxBytes: config.limits.bodyMaxBytes,
         actorStates: () => states,
         startedAtMs: Date.now(),
+        onResponse: (method, route, status, ms) => metrics.recordRequest(method, route, status, ms),
       },
-      [uploadsRoutes({ config, reads, scheduler }), jobsRoutes({ config, reads, scheduler, watch }), artifactsRoutes({ config, reads })],
+      [uploadsRoutes({ config, reads, scheduler }), jobsRoutes({ config, reads, scheduler, watch }), artifactsRoutes({ config, reads }),
+        (app) => app.get('/openapi.json', (c) => c.json(OPENAPI)),
+        (app) => app.get('/metrics', async (c) => c.text(await metrics.render(store, config), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }))],
     );
 
     const address = await new Promise<AddressInfo>((resolve, reject) => {
