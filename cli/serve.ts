@@ -49,6 +49,7 @@ export async function serve(config: FlashpodsConfig, actorNames: string[]): Prom
   if (names.includes('api')) checkTokenFile(config.paths.apiTokenFile);
 
   logger.info({ event: 'starting', actors: names, profile: config.profile }, `flashpods starting actors: ${names.join(', ')}`);
-  await runSupervised(specs, { logger, config, stopGraceMs: config.timing.shutdownGraceMs });
+  if (config.faultInjection) logger.warn({ event: 'fault_injection' }, 'fault injection is ON: actors can be crashed through POST /_faults/crash/:actor (tests only)');
+  await runSupervised(specs, { logger, config, stopGraceMs: config.timing.shutdownGraceMs, faultInjection: config.faultInjection });
   logger.info({ event: 'ready', actors: names }, 'flashpods ready');
 }

@@ -9,7 +9,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { createNanoEvents } from 'nanoevents';
 import type { ActorContext, ActorDefinition, ActorLog, ActorRef, Handlers } from './actor.ts';
 import { PeerChannel } from './channel.ts';
-import type { ActorBoot, ControlFromActor, Protocol } from './envelope.ts';
+import { FAULT_CRASH, type ActorBoot, type ControlFromActor, type FaultCrash, type Protocol } from './envelope.ts';
 import { isControlToActor } from './envelope.ts';
 import { ActorUnavailable, CodedError } from './errors.ts';
 
@@ -34,7 +34,16 @@ const events = createNanoEvents<Record<string, (payload: unknown, from: string) 
 const channels = new Map<string, PeerChannel>();
 let handlers: Handlers<Protocol> | undefined;
 
+function crashOnPurpose({ how }: FaultCrash): void {
+  log.warn(`fault injection: crashing (${how}) as asked`, { event: 'fault_injected', how });
+  setImmediate(() => {
+    if (how === 'exit') process.exit(70);
+    throw new Error('fault injection: crash requested');
+  });
+}
+
 async function onRequest(type: string, payload: unknown, from: string): Promise<unknown> {
+  if (type === FAULT_CRASH && boot.faultInjection) return crashOnPurpose(payload as FaultCrash);
   if (!handlers) throw new ActorUnavailable(boot.name, 'still starting');
   const handler = handlers[type];
   if (!handler) throw new CodedError('unknown_request', `actor "${boot.name}" has no handler for "${type}"`, 500);

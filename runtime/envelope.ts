@@ -42,7 +42,13 @@ export interface ActorBoot {
   module: string;
   config: unknown;
   peers: Record<string, MessagePort>;
+  /** Fault injection for tests: the actor answers FAULT_CRASH requests by dying. */
+  faultInjection: boolean;
 }
+
+/** The request that makes an actor die on purpose (only when fault injection is on). */
+export const FAULT_CRASH = '__fault_crash';
+export type FaultCrash = { how: 'throw' | 'exit' };
 
 export function isControlToActor(msg: unknown): msg is ControlToActor {
   const kind = (msg as { kind?: unknown } | null)?.kind;

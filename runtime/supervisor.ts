@@ -37,6 +37,8 @@ export interface SupervisorOptions {
   config: unknown;
   stopGraceMs: number;
   onGiveUp: (reason: string) => void;
+  /** Lets tests kill an actor on demand (FAULT_CRASH); never on in production. */
+  faultInjection?: boolean;
 }
 
 const SUPERVISOR = 'supervisor';
@@ -135,7 +137,7 @@ export class Supervisor {
       this.sendControl(other, { kind: 'peer-up', name: spec.name, port: pair.port2 }, [pair.port2]);
     }
 
-    const boot: ActorBoot = { name: spec.name, module: spec.module, config: this.options.config, peers };
+    const boot: ActorBoot = { name: spec.name, module: spec.module, config: this.options.config, peers, faultInjection: this.options.faultInjection ?? false };
     const worker = new Worker(bootUrl, {
       workerData: boot,
       transferList: transfer,

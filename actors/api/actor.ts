@@ -18,6 +18,7 @@ import { TokenFile } from './auth.ts';
 import { JobWatch } from './job-watch.ts';
 import { Metrics } from './metrics.ts';
 import { OPENAPI } from './openapi.ts';
+import { faultRoutes } from './fault-routes.ts';
 import { jobsRoutes } from './jobs-routes.ts';
 import type { ApiProtocol } from './messages.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -55,6 +56,7 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
       },
       [uploadsRoutes({ config, reads, scheduler }), jobsRoutes({ config, reads, scheduler, watch }), artifactsRoutes({ config, reads }),
         (app) => app.get('/openapi.json', (c) => c.json(OPENAPI)),
+        ...(config.faultInjection ? [faultRoutes(ctx)] : []),
         (app) => app.get('/metrics', async (c) => c.text(await metrics.render(store, config), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }))],
     );
 

@@ -44,6 +44,7 @@ export interface FlashpodsConfig {
   timing: { killGraceMs: number; timeoutMinuteMs: number; cleanupIntervalMs: number; reconcileIntervalMs: number; shutdownGraceMs: number; longPollMaxMs: number };
   rateLimit: { perSecond: number; burst: number };
   podman: { rootless: boolean; networkMode: string; agentImage: string; defaultImage: string };
+  faultInjection: boolean;
 }
 
 type Parser = (raw: unknown) => unknown;
@@ -143,6 +144,8 @@ export const SETTINGS: Setting[] = [
   { key: 'podman.networkMode', env: 'FLASHPODS_CONTAINER_NETWORK', parse: parsers.text, dev: () => 'slirp4netns', production: 'slirp4netns' },
   { key: 'podman.agentImage', env: 'FLASHPODS_AGENT_IMAGE', parse: parsers.text, dev: () => 'flashpods/agent:latest', production: 'flashpods/agent:latest' },
   { key: 'podman.defaultImage', env: 'FLASHPODS_DEFAULT_IMAGE', parse: parsers.text, dev: () => 'ubuntu:22.04', production: 'ubuntu:22.04' },
+  // Tests only: POST /_faults/crash/:actor kills that actor so recovery can be watched. Refused in production.
+  { key: 'faultInjection', env: 'FLASHPODS_FAULT_INJECTION', parse: parsers.bool, dev: () => false, production: false },
 ];
 
 export class ConfigError extends Error {
@@ -200,6 +203,7 @@ export function loadConfig({ env = process.env, cwd = process.cwd() }: LoadOptio
       problems.push(`${source ?? `default of ${setting.key}`}=${JSON.stringify(raw)}: ${err.message}`);
     }
   }
+  if (profile === 'production' && lookup(config, 'faultInjection') === true) problems.push('FLASHPODS_FAULT_INJECTION=true: fault injection is for tests and refused in the production profile');
   if (problems.length > 0) throw new ConfigError(problems);
   return config as unknown as FlashpodsConfig;
 }

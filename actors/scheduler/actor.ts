@@ -12,6 +12,7 @@ import { ID_PATTERNS } from '../contract/jobs.ts';
 import { migrate, openDatabase, schemaVersion, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/rows.ts';
 import { Cleanup, type CleanupCounts, type DiskUsage } from './cleanup.ts';
+import { withDatabaseErrors } from './database-errors.ts';
 import { JobsStore } from './jobs-store.ts';
 import type { MeasureInput, MeasureOutput } from './measure-tree.task.ts';
 import { SCHEDULER_EVENTS, type CleanupReport, type JobChanged, type SchedulerProtocol } from './messages.ts';
@@ -71,7 +72,7 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     };
     cleanupTimer = setTimeout(tick, Math.min(config.timing.cleanupIntervalMs, 1_000));
 
-    return {
+    return withDatabaseErrors<SchedulerProtocol>({
       schemaVersion: () => ({ version: schemaVersion(store) }),
       runCleanup: () => runCleanup(),
 
@@ -143,7 +144,7 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
         return {};
       },
       unsettledJobs: () => jobs.unsettled(),
-    };
+    }, config.paths.db, ctx.log);
   },
   async stop() {
     clearTimeout(cleanupTimer);

@@ -23,9 +23,15 @@ export interface RunningServer {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-export async function startServer(env: Record<string, string> = {}, home = mkdtempSync(join(tmpdir(), 'fp-home-'))): Promise<RunningServer> {
+export interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+export async function startServer(env: Record<string, string> = {}, home = mkdtempSync(join(tmpdir(), 'fp-home-')), runAs?: RunAs): Promise<RunningServer> {
   const child = spawn(process.execPath, [cli, 'serve'], {
     cwd: home,
+    ...(runAs ?? {}),
     env: { ...process.env, FLASHPODS_HOME: home, FLASHPODS_LISTEN: '127.0.0.1:0', FLASHPODS_LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
