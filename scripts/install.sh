@@ -15,7 +15,27 @@ if ((node_major < 20)); then
   exit 1
 fi
 
+# System packages Flashpods' own scripts and tests use (Podman's are in setup-podman.sh).
+APT_PACKAGES=(curl python3-venv iproute2 git)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} > 0)); then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 bash "$ROOT/scripts/setup-podman.sh"
+
+# The API fuzz test runs schemathesis (PyPI) from a project-local venv, pinned.
+SCHEMATHESIS_VERSION=4.32.5
+if [[ ! -x "$ROOT/.venv/bin/schemathesis" ]] || ! "$ROOT/.venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION into .venv"
+  /usr/bin/python3 -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
 
 cd "$ROOT"
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then

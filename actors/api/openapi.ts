@@ -35,6 +35,10 @@ function errors(...codes: ErrorCode[]): Record<string, object> {
   );
 }
 
+const JOB_LINKS = Object.fromEntries(
+  ['getJob', 'cancelJob', 'getJobOutput', 'listArtifacts'].map((operationId) => [operationId, { operationId, parameters: { id: '$response.body#/job_id' } }]),
+);
+
 const jobId = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'A job id (job_…).' };
 const uploadId = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^upload_[A-Za-z0-9]{12}$' } };
 
@@ -50,7 +54,7 @@ export const OPENAPI = {
   paths: {
     '/health': {
       get: {
-        summary: 'Liveness and the state of each actor', security: [],
+        operationId: 'getHealth', summary: 'Liveness and the state of each actor', security: [],
         responses: {
           200: { description: 'healthy', content: json(ref('Health')) },
           503: { description: 'an actor is not running', content: json(ref('Health')) },
@@ -60,26 +64,26 @@ export const OPENAPI = {
     },
     '/uploads/{id}/finalize': {
       post: {
-        summary: 'Finalize an upload written by rsync', parameters: [uploadId],
+        operationId: 'finalizeUpload', summary: 'Finalize an upload written by rsync', parameters: [uploadId],
         responses: { 200: { description: 'finalized', content: json(ref('UploadFinalized')) }, ...errors('invalid_upload_id', 'upload_not_found', 'upload_already_finalized', 'upload_already_consumed', 'upload_expired', 'insufficient_storage') },
       },
     },
     '/uploads/{id}': {
-      get: { summary: 'Upload status', parameters: [uploadId], responses: { 200: { description: 'the upload', content: json(ref('Upload')) }, ...errors('invalid_upload_id', 'upload_not_found') } },
-      delete: { summary: 'Cancel and delete an upload', parameters: [uploadId], responses: { 204: { description: 'deleted' }, ...errors('invalid_upload_id', 'upload_not_found', 'upload_already_consumed') } },
+      get: { operationId: 'getUpload', summary: 'Upload status', parameters: [uploadId], responses: { 200: { description: 'the upload', content: json(ref('Upload')) }, ...errors('invalid_upload_id', 'upload_not_found') } },
+      delete: { operationId: 'deleteUpload', summary: 'Cancel and delete an upload', parameters: [uploadId], responses: { 204: { description: 'deleted' }, ...errors('invalid_upload_id', 'upload_not_found', 'upload_already_consumed') } },
     },
     '/jobs': {
       post: {
-        summary: 'Create a job',
+        operationId: 'createJob', summary: 'Create a job',
         requestBody: { required: true, content: json(ref('CreateJob')) },
         responses: {
-          201: { description: 'created', content: json(ref('JobCreated')) },
-          200: { description: 'an existing job for this client_job_id (idempotent)', content: json(ref('JobCreated')) },
+          201: { description: 'created', content: json(ref('JobCreated')), links: JOB_LINKS },
+          200: { description: 'an existing job for this client_job_id (idempotent)', content: json(ref('JobCreated')), links: JOB_LINKS },
           ...errors('invalid_json', 'payload_too_large', 'invalid_job_type', 'missing_command', 'missing_task', 'invalid_context', 'missing_git_branch', 'invalid_image', 'invalid_cpus', 'invalid_memory', 'invalid_timeout', 'invalid_client_job_id', 'upload_not_found', 'upload_not_finalized', 'upload_already_consumed', 'upload_expired', 'insufficient_resources'),
         },
       },
       get: {
-        summary: 'List jobs, newest first',
+        operationId: 'listJobs', summary: 'List jobs, newest first',
         parameters: [
           { name: 'status', in: 'query', schema: { type: 'string', enum: ['all', 'running', 'completed', 'failed'], default: 'all' } },
           { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, default: LIST_LIMIT.default }, description: `Above ${LIST_LIMIT.max} is treated as ${LIST_LIMIT.max}.` },
@@ -89,40 +93,40 @@ export const OPENAPI = {
     },
     '/jobs/{id}': {
       get: {
-        summary: 'Job details; with wait=N, answers when the job is terminal or after N seconds',
-        parameters: [jobId, { name: 'wait', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 }, description: 'Long-poll seconds (capped at 300).' }],
+        operationId: 'getJob', summary: 'Job details; with wait=N, answers when the job is terminal or after N seconds',
+        parameters: [jobId, { name: 'wait', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 }, description: 'Long-poll seconds; above the server cap (300 by default) waits the cap.' }],
         responses: { 200: { description: 'the job', content: json(ref('Job')) }, ...errors('job_not_found', 'invalid_query') },
       },
       delete: {
-        summary: 'Kill a job (SIGTERM, grace, SIGKILL); answers at once',
+        operationId: 'cancelJob', summary: 'Kill a job (SIGTERM, grace, SIGKILL); answers at once',
         parameters: [jobId],
         responses: { 200: { description: 'termination initiated', content: json(ref('JobCancelled')) }, ...errors('job_not_found', 'job_already_terminal') },
       },
     },
     '/jobs/{id}/output': {
       get: {
-        summary: 'The last lines of the job log',
+        operationId: 'getJobOutput', summary: 'The last lines of the job log',
         parameters: [jobId, { name: 'tail', in: 'query', schema: { type: 'integer', minimum: 1, default: OUTPUT_TAIL.default }, description: `Above ${OUTPUT_TAIL.max} is treated as ${OUTPUT_TAIL.max}.` }],
         responses: { 200: { description: 'log tail', content: json(ref('Output')) }, ...errors('job_not_found', 'logs_not_available', 'logs_deleted', 'invalid_query') },
       },
     },
     '/jobs/{id}/output/stream': {
       get: {
-        summary: 'Live log as server-sent events (`line` events, then one `end` event)',
+        operationId: 'streamJobOutput', summary: 'Live log as server-sent events (`line` events, then one `end` event)',
         parameters: [jobId, { name: 'tail', in: 'query', schema: { type: 'integer', minimum: 0, default: OUTPUT_TAIL.default } }],
         responses: { 200: { description: 'event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...errors('job_not_found', 'logs_deleted', 'invalid_query') },
       },
     },
     '/jobs/{id}/artifacts': {
       get: {
-        summary: 'List the artifacts of a finished job',
+        operationId: 'listArtifacts', summary: 'List the artifacts of a finished job',
         parameters: [jobId],
         responses: { 200: { description: 'artifacts', content: json(ref('ArtifactList')) }, ...errors('job_not_found', 'artifacts_not_available', 'artifacts_deleted') },
       },
     },
     '/jobs/{id}/artifacts/{name}': {
       get: {
-        summary: 'Download one artifact (a directory comes as a tar stream); supports Range',
+        operationId: 'downloadArtifact', summary: 'Download one artifact (a directory comes as a tar stream); supports Range',
         parameters: [jobId, { name: 'name', in: 'path', required: true, schema: { type: 'string' } }, { name: 'Range', in: 'header', schema: { type: 'string' } }],
         responses: {
           200: { description: 'the file', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } }, 'application/x-tar': { schema: { type: 'string', format: 'binary' } } } },
@@ -131,8 +135,8 @@ export const OPENAPI = {
         },
       },
     },
-    '/metrics': { get: { summary: 'Prometheus metrics', responses: { 200: { description: 'text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errors() } } },
-    '/openapi.json': { get: { summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1', content: json({ type: 'object' }) }, ...errors() } } },
+    '/metrics': { get: { operationId: 'getMetrics', summary: 'Prometheus metrics', responses: { 200: { description: 'text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errors() } } },
+    '/openapi.json': { get: { operationId: 'getOpenApi', summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1', content: json({ type: 'object' }) }, ...errors() } } },
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: '64 hex characters, from the API token file on the host.' } },
