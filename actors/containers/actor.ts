@@ -93,12 +93,12 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
         if (row.status === 'pending') {
           launch(row);
           report.started.push(row.id);
-        } else if (container && container.state === 'running') {
+        } else if (container && (await containerPhase(container.id)) === 'running') {
           const inspected = await docker.getContainer(container.id).inspect();
           const startedAt = Date.parse(inspected.State.StartedAt) || Date.now();
           supervise(row.id, (runner) => runner.adopt(row, container.id, startedAt));
           report.adopted.push(row.id);
-        } else if (container && container.state !== 'created') {
+        } else if (container && (await containerPhase(container.id)) === 'exited') {
           supervise(row.id, () => JobRunner.settleExited(deps, row, container.id));
           report.finished.push(row.id);
         } else {
@@ -126,6 +126,22 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
         report.orphansRemoved.push(container.id);
       }
       return report;
+    }
+
+    /**
+     * Where a container really is, from inspect rather than the list's status word: Podman can
+     * report a running container as "created" while an attach session of a dead client unwinds.
+     */
+    async function containerPhase(id: string): Promise<'running' | 'exited' | 'never-started' | 'gone'> {
+      try {
+        const { State } = await docker.getContainer(id).inspect();
+        if (State.Running || State.Paused || State.Restarting) return 'running';
+        const started = Date.parse(State.StartedAt);
+        return Number.isFinite(started) && started > 0 ? 'exited' : 'never-started';
+      } catch (err) {
+        if ((err as { statusCode?: number }).statusCode === 404) return 'gone';
+        throw err;
+      }
     }
 
     function failStalePending(): void {

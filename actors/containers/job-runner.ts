@@ -28,6 +28,23 @@ export interface RunnerDeps {
 /** Walking a large /artifacts tree can take a while; it runs off the event loop meanwhile. */
 const INDEX_TIMEOUT_MS = 10 * 60_000;
 
+/**
+ * The end of a log capture. A log that cannot be written (the logs volume is full) must not
+ * keep the job from finishing: it counts as truncated, and the operator is told why.
+ */
+export async function settleCapture(deps: RunnerDeps, jobId: string, capture: LogCapture): Promise<{ truncated: boolean }> {
+  try {
+    return await capture.done;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'EIO') throw err;
+    deps.log.warn(`job ${jobId}: log capture stopped: ${(err as Error).message}; free space on ${deps.config.paths.logs}. The job itself is unaffected.`, {
+      event: 'log_write_failed', job_id: jobId, code,
+    });
+    return { truncated: true };
+  }
+}
+
 /** Indexes the job's artifacts before its final status is written (storage.md). */
 export function indexArtifacts(deps: RunnerDeps, jobId: string): Promise<IndexSummary> {
   return deps.artifacts.call('indexJob', { jobId }, { timeoutMs: INDEX_TIMEOUT_MS });
@@ -54,9 +71,13 @@ export class JobRunner {
     return join(this.deps.config.paths.logs, `${this.jobId}.log`);
   }
 
-  /** A line of Flashpods' own (image pull progress, start errors) in the job's log. */
+  /** A line of Flashpods' own (image pull progress, start errors) in the job's log; best effort. */
   private note(text: string): void {
-    appendFileSync(this.logPath, `[${formatLogTime(new Date())}] ${text}\n`);
+    try {
+      appendFileSync(this.logPath, `[${formatLogTime(new Date())}] ${text}\n`);
+    } catch (err) {
+      this.deps.log.warn(`job ${this.jobId}: cannot write its log (${(err as Error).message})`, { event: 'log_write_failed', job_id: this.jobId });
+    }
   }
 
   private spec(job: JobRow): JobContainerSpec {
@@ -157,6 +178,9 @@ export class JobRunner {
     const containerId = this.containerId!;
     if (job.status === 'cancelled' || job.kill_reason !== null) void this.kill();
     else this.armTimeout(job);
+    // Settled now, awaited after the exit: a capture failure must never go unhandled meanwhile.
+    const captureEnd = settleCapture(this.deps, job.id, capture);
+    captureEnd.catch(() => undefined);
 
     const lostPodman = new AbortController();
     const watchdog = setInterval(() => {
@@ -174,7 +198,7 @@ export class JobRunner {
       clearInterval(watchdog);
     }
     clearTimeout(this.timeoutTimer);
-    const captured = await capture.done;
+    const captured = await captureEnd;
     if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
     await this.killing;
     const indexed = await indexArtifacts(this.deps, job.id);
@@ -212,7 +236,7 @@ export class JobRunner {
     const { docker, scheduler } = deps;
     // Whatever it printed after the last capture (Podman reads an exited container's log file).
     const runner = new JobRunner(job.id, deps);
-    const captured = await (await startLogCapture(docker, containerId, runner.captureOptions(job.id))).done;
+    const captured = await settleCapture(deps, job.id, await startLogCapture(docker, containerId, runner.captureOptions(job.id)));
     if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
     const { State } = await docker.getContainer(containerId).inspect();
     const indexed = await indexArtifacts(deps, job.id);

@@ -11,6 +11,7 @@ import { createJob, json, startStack, until, waitForJob, type Stack } from '../s
 // the full disk is a real tmpfs that the test fills.
 let stack: Stack;
 let dbMount: string;
+let logsMount: string;
 
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -23,17 +24,21 @@ async function freePort(): Promise<number> {
 beforeAll(async () => {
   dbMount = mkdtempSync(join(tmpdir(), 'fp-dbfs-'));
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dbMount]);
+  logsMount = mkdtempSync(join(tmpdir(), 'fp-logsfs-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', logsMount]);
   stack = await startStack({
     FLASHPODS_FAULT_INJECTION: 'true',
     FLASHPODS_LISTEN: `127.0.0.1:${await freePort()}`,
     FLASHPODS_DB: join(dbMount, 'flashpods.db'),
+    FLASHPODS_LOGS_DIR: logsMount,
   });
 });
 afterAll(async () => {
   await stack?.stop();
-  if (dbMount) {
-    execFileSync('umount', [dbMount]);
-    rmSync(dbMount, { recursive: true, force: true });
+  for (const mount of [dbMount, logsMount]) {
+    if (!mount) continue;
+    execFileSync('umount', [mount]);
+    rmSync(mount, { recursive: true, force: true });
   }
 });
 
@@ -129,5 +134,21 @@ describe('no state is lost when the disk fills', () => {
     expect(accepted.status).toBe(201);
     expect((await waitForJob(server, accepted.body.job_id)).status).toBe('completed');
     expect((await json(await server.fetch('/jobs?limit=100'))).total).toBe(before + 1);
+  });
+
+  it('a full logs volume stops log capture, not the job', async () => {
+    const { server } = stack;
+    const created = await createJob(server, { type: 'worker', command: 'yes flashpods-fills-the-log | head -c 3000000; echo; echo tail-line', cpus: 1, memory_gb: 1 });
+    const job = await waitForJob(server, created.body.job_id);
+    expect(job).toMatchObject({ status: 'completed', exit_code: 0 });
+    const output = await json(await server.fetch(`/jobs/${job.id}/output?tail=1`));
+    expect(output.truncated).toBe(true);
+    expect(output.total_bytes).toBeLessThan(1024 * 1024);
+    expect(server.logLines().some((l) => l.event === 'log_write_failed' && l.job_id === job.id && /free space/.test(String(l.msg)))).toBe(true);
+    // Space comes back once the log is gone; the next job logs normally.
+    rmSync(join(logsMount, `${job.id}.log`));
+    const next = await createJob(server, { type: 'worker', command: 'echo fine', cpus: 1, memory_gb: 1 });
+    const nextJob = await waitForJob(server, next.body.job_id);
+    expect((await json(await server.fetch(`/jobs/${nextJob.id}/output`))).output).toMatch(/fine\n$/);
   });
 });
