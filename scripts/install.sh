@@ -16,7 +16,7 @@ if ((node_major < 20)); then
 fi
 
 # System packages Flashpods' own scripts and tests use (Podman's are in setup-podman.sh).
-APT_PACKAGES=(curl python3-venv iproute2 git)
+APT_PACKAGES=(curl python3-venv iproute2 git nix-bin nftables rsync)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
