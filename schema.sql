@@ -94,3 +94,10 @@ UPDATE jobs SET artifacts_indexed_at = coalesce(completed_at, created_at)
 UPDATE jobs SET artifacts_deleted_at = coalesce(completed_at, created_at), logs_deleted_at = coalesce(completed_at, created_at)
   WHERE status = 'cleaned';
 CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
+
+-- migration 4: the instance id that labels this database's containers
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('instance_id', lower(hex(randomblob(8))));

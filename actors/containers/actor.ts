@@ -32,7 +32,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
     db = openDatabase(config.paths.db, { readonly: true });
     const reads = db;
-    const deps: RunnerDeps = { docker, config, scheduler, artifacts: ctx.peer<ArtifactsProtocol>('artifacts'), log };
+    const instanceId = reads.prepare("SELECT value FROM meta WHERE key = 'instance_id'").pluck().get() as string;
+    const deps: RunnerDeps = { docker, config, scheduler, artifacts: ctx.peer<ArtifactsProtocol>('artifacts'), log, instanceId };
     let podmanReachable = false;
     let warnedUnreachable = false;
 
@@ -82,6 +83,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       warnedUnreachable = false;
       report.podmanReachable = true;
 
+      // Another instance's containers (another database on the same Podman) are not ours to judge.
+      containers = containers.filter((c) => c.instanceId === undefined || c.instanceId === instanceId);
       const byJob = new Map(containers.map((c) => [c.jobId, c]));
       const unsettled = reads
         .prepare("SELECT * FROM jobs WHERE status IN ('pending', 'starting', 'running') OR resources_released_at IS NULL ORDER BY created_at")

@@ -11,6 +11,12 @@ export type JobType = 'worker' | 'agent';
 export const JOB_LABEL = 'flashpods-job';
 export const JOB_ID_LABEL = 'flashpods-job-id';
 export const JOB_TYPE_LABEL = 'flashpods-job-type';
+/**
+ * A fourth label beyond the contract's three: which Flashpods database owns the container. Two
+ * instances sharing one Podman (a dev server beside a test run) must never take each other's
+ * containers for orphans; a `flashpods-job=true` container without it is treated as ours.
+ */
+export const INSTANCE_LABEL = 'flashpods-instance';
 
 /** A host socket mounted read-only into the container (same path in production). */
 export interface SocketMount {
@@ -43,12 +49,15 @@ export interface JobContainerSpec {
   networkMode: string;
   /** Non-secret flags such as `FLASHPODS_NEED_GITHUB_TOKEN=true`. */
   extraEnv?: Record<string, string>;
+  /** The Flashpods instance (its database) that owns the container; see INSTANCE_LABEL. */
+  instanceId?: string;
 }
 
 const GIB = 1024 ** 3;
 
+/** `job_<job_id>`; job ids already start with `job_`, which is not doubled. */
 export function jobContainerName(jobId: string): string {
-  return `job_${jobId}`;
+  return jobId.startsWith('job_') ? jobId : `job_${jobId}`;
 }
 
 export function jobContainerOptions(spec: JobContainerSpec): ContainerCreateOptions {
@@ -68,6 +77,7 @@ export function jobContainerOptions(spec: JobContainerSpec): ContainerCreateOpti
       [JOB_LABEL]: 'true',
       [JOB_ID_LABEL]: spec.jobId,
       [JOB_TYPE_LABEL]: spec.jobType,
+      ...(spec.instanceId ? { [INSTANCE_LABEL]: spec.instanceId } : {}),
     },
     HostConfig: {
       NanoCpus: Math.round(spec.cpus * 1e9),

@@ -23,6 +23,8 @@ export interface RunnerDeps {
   scheduler: ActorRef<SchedulerProtocol>;
   artifacts: ActorRef<ArtifactsProtocol>;
   log: ActorLog;
+  /** Labels every container this instance creates (see INSTANCE_LABEL). */
+  instanceId: string;
 }
 
 /** Walking a large /artifacts tree can take a while; it runs off the event loop meanwhile. */
@@ -103,6 +105,7 @@ export class JobRunner {
       ],
       rootless: config.podman.rootless,
       networkMode: config.podman.networkMode,
+      instanceId: this.deps.instanceId,
     };
   }
 

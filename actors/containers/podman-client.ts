@@ -6,7 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import type Docker from 'dockerode';
-import { jobContainerOptions, JOB_ID_LABEL, JOB_LABEL, JOB_TYPE_LABEL, type JobContainerSpec } from './container-spec.ts';
+import { INSTANCE_LABEL, jobContainerOptions, JOB_ID_LABEL, JOB_LABEL, JOB_TYPE_LABEL, type JobContainerSpec } from './container-spec.ts';
 import { isOomKill, watchOomEvidence } from './oom-watch.ts';
 
 export interface ExitInfo {
@@ -32,6 +32,8 @@ export interface JobContainer {
   name: string;
   jobId: string;
   jobType: string;
+  /** The owning instance's id, or undefined for a container without the label. */
+  instanceId: string | undefined;
   /** Podman's state: created, running, exited, … */
   state: string;
 }
@@ -122,6 +124,7 @@ export async function listJobContainers(docker: Docker): Promise<JobContainer[]>
     name: (c.Names[0] ?? '').replace(/^\//, ''),
     jobId: c.Labels[JOB_ID_LABEL] ?? '',
     jobType: c.Labels[JOB_TYPE_LABEL] ?? '',
+    instanceId: c.Labels[INSTANCE_LABEL],
     state: c.State,
   }));
 }

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createJob, json, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
+import { createJob, json, stackContainers, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -101,7 +101,7 @@ describe('admission control', () => {
     const ids = admitted.map((r) => r.body.job_id as string);
     let samples = 0;
     while (true) {
-      const containers = await docker.listContainers({ filters: { label: ['flashpods-job=true'] } });
+      const containers = await stackContainers(stack, false);
       const inspected = await Promise.all(containers.map((c) => docker.getContainer(c.Id).inspect().catch(() => undefined)));
       const nanoCpus = inspected.reduce((sum, c) => sum + (c?.HostConfig.NanoCpus ?? 0), 0);
       expect(nanoCpus).toBeLessThanOrEqual(4e9);

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../actors/store/database.ts';
 import { startPodmanService, TEST_IMAGE } from '../support/podman.ts';
-import { createJob, json, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
+import { createJob, json, stackContainers, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -45,6 +45,12 @@ describe('crash recovery', () => {
       HostConfig: { NetworkMode: 'none' },
     });
     await orphan.start();
+    const foreign = await docker.createContainer({
+      Image: TEST_IMAGE, Cmd: ['sleep', '300'], name: 'other-instance-test',
+      Labels: { 'flashpods-job': 'true', 'flashpods-job-id': 'job_otherinstance000', 'flashpods-job-type': 'worker', 'flashpods-instance': 'another-database' },
+      HostConfig: { NetworkMode: 'none' },
+    });
+    await foreign.start();
     await new Promise((r) => setTimeout(r, 1_500)); // exitsWhileDown exits meanwhile
 
     const restarted = await stack.restartServer();
@@ -60,9 +66,12 @@ describe('crash recovery', () => {
     // Log capture resumed: the line written after the restart is there, the one before kept.
     const log = (await json(await restarted.fetch(`/jobs/${keepsRunning}/output`))).output as string;
     expect(log).toMatch(/before\n[^]*after\n$/);
-    await until(async () => (await docker.listContainers({ all: true, filters: { label: ['flashpods-job=true'] } })).length === 0, 15_000, 'orphan and finished containers removed');
+    await until(async () => (await stackContainers(stack)).length === 0, 15_000, 'orphan and finished containers removed');
     const orphanLine = restarted.logLines().find((l) => l.event === 'orphan_removed');
     expect(orphanLine).toMatchObject({ job_id: 'job_unknowntothedb00' });
+    // A container another Flashpods database owns is not an orphan of this one.
+    expect((await foreign.inspect()).State.Running).toBe(true);
+    await foreign.remove({ force: true });
   });
 
   it('stays up while the Podman socket is gone and reconciles jobs when it returns', async () => {
@@ -89,6 +98,6 @@ describe('crash recovery', () => {
     expect(queued).toMatchObject({ status: 'completed', exit_code: 0 });
     expect(server.logLines().some((l) => l.event === 'podman_reachable')).toBe(true);
     expect(server.logLines().some((l) => l.event === 'crashed')).toBe(false);
-    await until(async () => (await docker.listContainers({ all: true, filters: { label: ['flashpods-job=true'] } })).length === 0, 15_000, 'containers removed');
+    await until(async () => (await stackContainers(stack)).length === 0, 15_000, 'containers removed');
   });
 });

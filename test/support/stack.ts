@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
+import { openDatabase } from '../../actors/store/database.ts';
 import { startPodmanService, TEST_IMAGE, type PodmanService } from './podman.ts';
 import { startServer, type RunningServer } from './server.ts';
 
@@ -51,12 +52,32 @@ export async function startStack(extra: Record<string, string> = {}): Promise<St
     },
     async stop() {
       await stack.server.stop('SIGKILL');
-      const leftovers = await docker.listContainers({ all: true, filters: { label: ['flashpods-job=true'] } });
+      const leftovers = await docker.listContainers({ all: true, filters: { label: [`flashpods-instance=${instanceOf(home, env.FLASHPODS_DB)}`] } });
       await Promise.all(leftovers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
       await stack.podman.stop();
     },
   };
   return stack;
+}
+
+/** The instance id that labels the containers of the server living in `home`. */
+export function instanceOf(home: string, dbPath = join(home, 'db', 'flashpods.db')): string {
+  const db = openDatabase(dbPath, { readonly: true });
+  try {
+    return db.prepare("SELECT value FROM meta WHERE key = 'instance_id'").pluck().get() as string;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Job containers this stack is responsible for: its own, and unlabelled `flashpods-job=true`
+ * ones (which it treats as orphans). Other instances sharing the Podman are left out.
+ */
+export async function stackContainers(stack: Stack, all = true): Promise<Docker.ContainerInfo[]> {
+  const mine = instanceOf(stack.home, stack.env.FLASHPODS_DB);
+  const found = await stack.docker.listContainers({ all, filters: { label: ['flashpods-job=true'] } });
+  return found.filter((c) => c.Labels['flashpods-instance'] === undefined || c.Labels['flashpods-instance'] === mine);
 }
 
 /** Writes files into a new rsync-style upload directory; returns its id. */

@@ -84,7 +84,8 @@ describe('jobContainerOptions', () => {
     expect(() => jobContainerOptions({ ...base, command: undefined })).toThrow(/no command/);
   });
 
-  it('names containers job_<job_id>', () => {
+  it('names containers job_<job_id> without doubling the prefix job ids carry', () => {
     expect(jobContainerName('abc')).toBe('job_abc');
+    expect(jobContainerName('job_abc')).toBe('job_abc');
   });
 });

@@ -15,7 +15,8 @@ describe('store', () => {
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(db.pragma('synchronous', { simple: true })).toBe(1);
     const tables = db.prepare("select name from sqlite_master where type = 'table' order by name").pluck().all();
-    expect(tables).toEqual(['artifacts', 'idempotency_keys', 'jobs', 'uploads']);
+    expect(tables).toEqual(['artifacts', 'idempotency_keys', 'jobs', 'meta', 'uploads']);
+    expect(db.prepare("select value from meta where key = 'instance_id'").pluck().get()).toMatch(/^[0-9a-f]{16}$/);
   });
 
   it('migrates a database created by schema version 1 with its rows intact', () => {
