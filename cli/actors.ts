@@ -14,6 +14,8 @@ export const ACTOR_SPECS: ChildSpec[] = [
   { name: 'artifacts', module: actorModule('artifacts'), ...standard, maxHeapMb: 256 },
   { name: 'containers', module: actorModule('containers'), ...standard, maxHeapMb: 512 },
   { name: 'api', module: actorModule('api'), ...standard, maxHeapMb: 512 },
+  // The token unit: run alone (`--actors tokens`) by the only user that may read the secrets file.
+  { name: 'tokens', module: actorModule('tokens'), ...standard, maxHeapMb: 256 },
 ];
 
 /** The API unit's actors; the token unit runs `--actors tokens` under its own user. */

@@ -28,6 +28,8 @@ if ((${#missing[@]} > 0)); then
 fi
 
 bash "$ROOT/scripts/setup-podman.sh"
+# Real SPIRE server and agent (built from the Go module proxy; cached after the first build).
+bash "$ROOT/scripts/setup-spire.sh"
 
 # The API fuzz test runs schemathesis (PyPI) from a project-local venv, pinned.
 SCHEMATHESIS_VERSION=4.32.5

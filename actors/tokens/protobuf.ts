@@ -16,7 +16,7 @@ export interface Field {
 
 function varint(n: number): Buffer {
   const out: number[] = [];
-  let v = n >>> 0 === n ? n : n; // lengths and tags here are < 2^31
+  let v = n;
   while (v > 0x7f) {
     out.push((v & 0x7f) | 0x80);
     v = Math.floor(v / 128);
