@@ -101,3 +101,9 @@ CREATE TABLE meta (
   value TEXT NOT NULL
 );
 INSERT INTO meta (key, value) VALUES ('instance_id', lower(hex(randomblob(8))));
+
+-- migration 5: how a job ended, recorded before its container is removed
+-- A job is reported terminal only once its container is gone (so its resources are free when a
+-- client sees it finish). In between, the exit is kept here, so a crash after removal still
+-- finishes the job with its real exit code rather than as lost.
+ALTER TABLE jobs ADD COLUMN pending_finish TEXT;

@@ -89,7 +89,7 @@ const docker = new Docker({ socketPath: podman.socketPath });
 const home = mkdtempSync(join(tmpdir(), 'fp-bench-'));
 const server = await startServer(
   testEnv(home, podman.socketPath, {
-    FLASHPODS_CONTAINER_NETWORK: NETWORK, FLASHPODS_CAPACITY_CPUS: String(C), FLASHPODS_CAPACITY_MEMORY_GB: String(C), FLASHPODS_LOG_LEVEL: 'warn',
+    FLASHPODS_CONTAINER_NETWORK: NETWORK, FLASHPODS_CAPACITY_CPUS: String(C), FLASHPODS_CAPACITY_MEMORY_GB: String(C), FLASHPODS_LOG_LEVEL: 'info',
   }),
   home,
 );

@@ -9,6 +9,7 @@ import Docker from 'dockerode';
 import { defineActor } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import { JOB_ERRORS } from '../contract/jobs.ts';
+import type { Finish } from '../scheduler/jobs-store.ts';
 import type { JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
 import { SCHEDULER_EVENTS } from '../scheduler/messages.ts';
 import { openDatabase, type Db } from '../store/database.ts';
@@ -108,12 +109,18 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
           if (container) await removeContainer(docker, container.id);
           const error = row.status === 'running' ? JOB_ERRORS.lostOnRecovery : JOB_ERRORS.notFoundOnRecovery;
           supervise(row.id, async () => {
-            // Whatever the lost container wrote to /artifacts is still indexed and served.
-            if (row.artifacts_indexed_at === null) await indexArtifacts(deps, row.id);
             if (row.status === 'starting' || row.status === 'running') {
-              await scheduler.call('jobFinished', { jobId: row.id, finish: { exitCode: null, error } });
+              // Exited and removed, but the runtime died before the final status: finish it as it ended.
+              if (row.pending_finish !== null) {
+                await scheduler.call('jobFinished', { jobId: row.id, finish: JSON.parse(row.pending_finish) as Finish, released: true });
+                return;
+              }
+              // Whatever the lost container wrote to /artifacts is still indexed and served.
+              if (row.artifacts_indexed_at === null) await indexArtifacts(deps, row.id);
+              await scheduler.call('jobFinished', { jobId: row.id, finish: { exitCode: null, error }, released: true });
+            } else {
+              await scheduler.call('jobReleased', { jobId: row.id });
             }
-            await scheduler.call('jobReleased', { jobId: row.id });
           });
           if (row.status === 'starting' || row.status === 'running') report.lost.push(row.id);
         }
@@ -152,8 +159,11 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       for (const id of stale) {
         supervise(id, async () => {
           await scheduler.call('recordArtifacts', { jobId: id, artifacts: [] });
-          await scheduler.call('jobFinished', { jobId: id, finish: { exitCode: null, error: `container_runtime_unavailable: Podman was unreachable at ${config.paths.podmanSocket} for ${PENDING_MAX_MS / 60_000} minutes` } });
-          await scheduler.call('jobReleased', { jobId: id });
+          await scheduler.call('jobFinished', {
+            jobId: id,
+            finish: { exitCode: null, error: `container_runtime_unavailable: Podman was unreachable at ${config.paths.podmanSocket} for ${PENDING_MAX_MS / 60_000} minutes` },
+            released: true,
+          });
         });
       }
     }

@@ -205,15 +205,13 @@ export class JobRunner {
     if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
     await this.killing;
     const indexed = await indexArtifacts(this.deps, job.id);
-    const { job: finished } = await scheduler.call('jobFinished', {
-      jobId: job.id,
-      finish: { exitCode: exit.exitCode, oomKilled: exit.oomKilled, error: indexed.note, failure: indexed.failure },
-    });
+    const finish = { exitCode: exit.exitCode, oomKilled: exit.oomKilled, error: indexed.note, failure: indexed.failure };
+    await scheduler.call('jobExited', { jobId: job.id, finish });
+    await removeContainer(docker, containerId);
+    const { job: finished } = await scheduler.call('jobFinished', { jobId: job.id, finish, released: true });
     this.deps.log.info(`job ${job.id} exited with ${exit.exitCode}`, {
       event: 'job_exited', job_id: job.id, exit_code: exit.exitCode, oom_killed: exit.oomKilled, status: finished?.status, resumed,
     });
-    await removeContainer(docker, containerId);
-    await scheduler.call('jobReleased', { jobId: job.id });
   }
 
   private armTimeout(job: JobRow): void {
@@ -230,8 +228,7 @@ export class JobRunner {
   private async endWithoutContainer(error: string | undefined): Promise<void> {
     const { scheduler } = this.deps;
     await scheduler.call('recordArtifacts', { jobId: this.jobId, artifacts: [] });
-    await scheduler.call('jobFinished', { jobId: this.jobId, finish: { exitCode: null, error } });
-    await scheduler.call('jobReleased', { jobId: this.jobId });
+    await scheduler.call('jobFinished', { jobId: this.jobId, finish: { exitCode: null, error }, released: true });
   }
 
   /** Finishes a job whose container was found exited, or is gone, during reconciliation. */
@@ -243,11 +240,9 @@ export class JobRunner {
     if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
     const { State } = await docker.getContainer(containerId).inspect();
     const indexed = await indexArtifacts(deps, job.id);
-    await scheduler.call('jobFinished', {
-      jobId: job.id,
-      finish: { exitCode: State.ExitCode, oomKilled: State.OOMKilled, error: indexed.note, failure: indexed.failure },
-    });
+    const finish = { exitCode: State.ExitCode, oomKilled: State.OOMKilled, error: indexed.note, failure: indexed.failure };
+    await scheduler.call('jobExited', { jobId: job.id, finish });
     await removeContainer(docker, containerId);
-    await scheduler.call('jobReleased', { jobId: job.id });
+    await scheduler.call('jobFinished', { jobId: job.id, finish, released: true });
   }
 }

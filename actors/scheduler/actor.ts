@@ -132,8 +132,12 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
         jobs.markLogTruncated(jobId);
         return {};
       },
-      jobFinished({ jobId, finish }) {
-        const job = jobs.finish(jobId, finish);
+      jobExited({ jobId, finish }) {
+        jobs.recordExit(jobId, finish);
+        return {};
+      },
+      jobFinished({ jobId, finish, released }) {
+        const job = jobs.finish(jobId, finish, released);
         if (job) ctx.log.info(`job ${jobId} ${job.status}`, { event: 'job_finished', job_id: jobId, status: job.status, exit_code: job.exit_code, error: job.error });
         changed(job);
         return { job };

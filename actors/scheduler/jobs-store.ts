@@ -130,14 +130,20 @@ export class JobsStore {
     })();
   }
 
+  /** How the container ended, kept until the job's final status is written (after removal). */
+  recordExit(id: string, finish: Finish): void {
+    this.db.prepare('UPDATE jobs SET pending_finish = ? WHERE id = ?').run(JSON.stringify(finish), id);
+  }
+
   /**
-   * Records how the container ended. A kill we asked for decides the state (cancelled stays
+   * Records how the container ended, and with `released` that it is gone, in one step. A kill we asked for decides the state (cancelled stays
    * cancelled, a timeout kill becomes timed_out); otherwise the exit code does.
    */
-  finish(id: string, finish: Finish, now = Date.now()): JobRow | undefined {
+  finish(id: string, finish: Finish, released: boolean, now = Date.now()): JobRow | undefined {
     return this.db.transaction(() => {
       const job = this.get(id);
       if (!job) return undefined;
+      if (released) this.releaseResources(id, now);
       if (job.status !== 'pending' && job.status !== 'starting' && job.status !== 'running' && job.status !== 'cancelled') return job;
       if (job.status === 'cancelled' && job.exit_code !== null) return job;
 
@@ -156,7 +162,7 @@ export class JobsStore {
       if (status === 'cancelled') error = finish.error ?? null;
 
       this.db
-        .prepare('UPDATE jobs SET status = ?, exit_code = ?, error = coalesce(?, error), completed_at = coalesce(completed_at, ?) WHERE id = ?')
+        .prepare('UPDATE jobs SET status = ?, exit_code = ?, error = coalesce(?, error), completed_at = coalesce(completed_at, ?), pending_finish = NULL WHERE id = ?')
         .run(status, finish.exitCode, error, now, id);
       if (job.started_at === null && job.files_id) this.expireUpload(job.files_id, now);
       return this.get(id);

@@ -28,7 +28,10 @@ export type SchedulerProtocol = {
   jobTimedOut: { req: { jobId: string }; res: { kill: boolean } };
   recordArtifacts: { req: { jobId: string; artifacts: Array<{ name: string; sizeBytes: number; createdAt: number }> }; res: Empty };
   jobLogTruncated: { req: { jobId: string }; res: Empty };
-  jobFinished: { req: { jobId: string; finish: Finish }; res: { job: JobRow | undefined } };
+  /** The container exited; its container is about to be removed. */
+  jobExited: { req: { jobId: string; finish: Finish }; res: Empty };
+  /** The final status; `released` when the container is gone (or never existed). */
+  jobFinished: { req: { jobId: string; finish: Finish; released: boolean }; res: { job: JobRow | undefined } };
   jobReleased: { req: { jobId: string }; res: Empty };
   unsettledJobs: { req: Empty; res: JobRow[] };
 };

@@ -31,6 +31,8 @@ export interface JobRow {
   artifacts_indexed_at: number | null;
   artifacts_deleted_at: number | null;
   logs_deleted_at: number | null;
+  /** JSON of a Finish recorded before the container's removal. */
+  pending_finish: string | null;
 }
 
 export interface ArtifactRow {

@@ -17,11 +17,11 @@ async function statusOf(id: string): Promise<string> {
   return (await json(await stack.server.fetch(`/jobs/${id}`))).status;
 }
 
-function insertJob(id: string, status: 'starting' | 'running'): void {
+function insertJob(id: string, status: 'starting' | 'running', pendingFinish: string | null = null): void {
   const db = openDatabase(join(stack.home, 'db', 'flashpods.db'));
-  db.prepare(`INSERT INTO jobs (id, job_type, status, command, image, cpus, memory_gb, timeout_minutes, created_at, started_at, container_id)
-              VALUES (?, 'worker', ?, 'sleep 1', ?, 1, 1, 30, ?, ?, ?)`)
-    .run(id, status, TEST_IMAGE, Date.now() - 5_000, status === 'running' ? Date.now() - 4_000 : null, status === 'running' ? 'f'.repeat(64) : null);
+  db.prepare(`INSERT INTO jobs (id, job_type, status, command, image, cpus, memory_gb, timeout_minutes, created_at, started_at, container_id, pending_finish)
+              VALUES (?, 'worker', ?, 'sleep 1', ?, 1, 1, 30, ?, ?, ?, ?)`)
+    .run(id, status, TEST_IMAGE, Date.now() - 5_000, status === 'running' ? Date.now() - 4_000 : null, status === 'running' ? 'f'.repeat(64) : null, pendingFinish);
   db.close();
 }
 
@@ -39,6 +39,8 @@ describe('crash recovery', () => {
     // both without a container, and a labelled container no job owns.
     insertJob('job_startingnocontnr', 'starting');
     insertJob('job_runningnocontain', 'running');
+    // Exited and removed, final status not yet written when the runtime died.
+    insertJob('job_exitedandremoved', 'running', JSON.stringify({ exitCode: 4, oomKilled: false }));
     const orphan = await docker.createContainer({
       Image: TEST_IMAGE, Cmd: ['sleep', '300'], name: 'orphan-test',
       Labels: { 'flashpods-job': 'true', 'flashpods-job-id': 'job_unknowntothedb00', 'flashpods-job-type': 'worker' },
@@ -54,7 +56,7 @@ describe('crash recovery', () => {
     await new Promise((r) => setTimeout(r, 1_500)); // exitsWhileDown exits meanwhile
 
     const restarted = await stack.restartServer();
-    const finished = await Promise.all([keepsRunning, exitsWhileDown, timesOutAcrossRestart, 'job_startingnocontnr', 'job_runningnocontain']
+    const finished = await Promise.all([keepsRunning, exitsWhileDown, timesOutAcrossRestart, 'job_startingnocontnr', 'job_runningnocontain', 'job_exitedandremoved']
       .map((id) => waitForJob(restarted, id, { timeoutMs: 30_000 })));
     expect(finished.map((j) => [j.status, j.exit_code, j.error ?? null])).toEqual([
       ['completed', 0, null],
@@ -62,6 +64,7 @@ describe('crash recovery', () => {
       ['timed_out', 137, 'Job exceeded timeout limit'],
       ['failed', null, 'container_not_found_on_recovery'],
       ['failed', null, 'container_lost_on_recovery'],
+      ['failed', 4, null],
     ]);
     // Log capture resumed: the line written after the restart is there, the one before kept.
     const log = (await json(await restarted.fetch(`/jobs/${keepsRunning}/output`))).output as string;
