@@ -2,9 +2,10 @@
  * @module bench/throughput
  * Job throughput: N trivial worker jobs through the Flashpods HTTP API to `completed`, beside the
  * same N containers run directly through the Podman API with the same create options, in the
- * same run, on the same Podman service. Prints a table and a final JSON line.
+ * same run, on the same Podman service. The two paths alternate for several rounds so that load
+ * drifting on the machine hits both alike. Prints a table and a final JSON line.
  *
- *   node --import tsx bench/throughput.ts [--jobs 50] [--concurrency 4] [--network slirp4netns]
+ *   node --import tsx bench/throughput.ts [--jobs 50] [--concurrency 4] [--rounds 3] [--network slirp4netns]
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,11 +22,13 @@ const { values } = parseArgs({
     jobs: { type: 'string', default: '50' },
     concurrency: { type: 'string', default: '4' },
     network: { type: 'string', default: 'slirp4netns' },
+    rounds: { type: 'string', default: '3' },
   },
 });
 const N = Number(values.jobs);
 const C = Number(values.concurrency);
 const NETWORK = values.network!;
+const ROUNDS = Number(values.rounds);
 const COMMAND = 'echo hello';
 
 interface Run {
@@ -101,15 +104,25 @@ try {
     await c.wait();
     await c.remove({ force: true });
   }
-  process.stderr.write(`running ${N} jobs each way, ${C} at a time, network ${NETWORK}…\n`);
-  const raw = await rawPodman(docker, home);
-  const fp = await flashpods(server);
+  process.stderr.write(`running ${N} jobs each way per round, ${C} at a time, ${ROUNDS} rounds, network ${NETWORK}…\n`);
+  const rawRuns: Run[] = [];
+  const fpRuns: Run[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    rawRuns.push(await rawPodman(docker, home));
+    fpRuns.push(await flashpods(server));
+    process.stderr.write(`  round ${r + 1}: raw ${(N / rawRuns.at(-1)!.seconds).toFixed(2)} jobs/s, flashpods ${(N / fpRuns.at(-1)!.seconds).toFixed(2)} jobs/s\n`);
+  }
+  const merge = (label: string, runs: Run[]): Run => ({
+    label, seconds: runs.reduce((a, r) => a + r.seconds, 0) / runs.length, latenciesMs: runs.flatMap((r) => r.latenciesMs).sort((a, b) => a - b),
+  });
+  const raw = merge('raw Podman API', rawRuns);
+  const fp = merge('Flashpods HTTP API', fpRuns);
   const ratio = raw.seconds / fp.seconds;
   const addedMs = percentile(fp.latenciesMs, 50) - percentile(raw.latenciesMs, 50);
   console.log(`\n| path                 |  jobs/s |  p50 ms  |  p99 ms  |  wall s |\n|----------------------|---------|----------|----------|---------|\n${row(raw)}\n${row(fp)}`);
-  console.log(`\nFlashpods throughput = ${(ratio * 100).toFixed(1)} % of raw Podman (target ≥ 90 %); added p50 latency per job = ${addedMs.toFixed(0)} ms (target ≤ 50 ms)`);
+  console.log(`\nFlashpods throughput (mean of rounds) = ${(ratio * 100).toFixed(1)} % of raw Podman (target ≥ 90 %); added p50 latency per job = ${addedMs.toFixed(0)} ms (target ≤ 50 ms)`);
   console.log(JSON.stringify({
-    bench: 'throughput', jobs: N, concurrency: C, network: NETWORK,
+    bench: 'throughput', jobs: N, concurrency: C, rounds: ROUNDS, network: NETWORK,
     raw: { jobs_per_s: N / raw.seconds, p50_ms: percentile(raw.latenciesMs, 50), p99_ms: percentile(raw.latenciesMs, 99) },
     flashpods: { jobs_per_s: N / fp.seconds, p50_ms: percentile(fp.latenciesMs, 50), p99_ms: percentile(fp.latenciesMs, 99) },
     throughput_ratio: ratio, added_p50_ms: addedMs,

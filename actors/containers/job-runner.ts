@@ -117,13 +117,20 @@ export class JobRunner {
     mkdirSync(this.deps.config.paths.logs, { recursive: true });
     let containerId: string;
     let capture: LogCapture | undefined;
+    // Attach before start: the only way Podman hands over every line (see log-capture.ts).
+    const create = () => createAndStart(docker, this.spec(job), async (id) => {
+      capture = await startLogCapture(docker, id, { ...this.captureOptions(job.id), justCreated: true });
+    });
     try {
-      await ensureImage(docker, job.image, (line) => this.note(line));
-      if (this.cancelRequested) return await this.endWithoutContainer(undefined);
-      // Attach before start: the only way Podman hands over every line (see log-capture.ts).
-      containerId = await createAndStart(docker, this.spec(job), async (id) => {
-        capture = await startLogCapture(docker, id, this.captureOptions(job.id));
-      });
+      try {
+        containerId = await create();
+      } catch (err) {
+        // Create first and pull only on "no such image": the common case costs no extra call.
+        if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+        await ensureImage(docker, job.image, (line) => this.note(line));
+        if (this.cancelRequested) return await this.endWithoutContainer(undefined);
+        containerId = await create();
+      }
     } catch (err) {
       const message = (err as Error).message;
       this.note(`Flashpods could not start the container: ${message}`);

@@ -32,6 +32,8 @@ export interface LogCaptureOptions {
   /** The job's log file; appended to (and counted toward the cap) when it already exists. */
   path: string;
   capBytes?: number;
+  /** The caller created the container and has not started it: attach without asking Podman first. */
+  justCreated?: boolean;
   /** Called with every line written to the file (without its newline), the marker included. */
   onLine?: (line: string) => void;
   /**
@@ -82,8 +84,8 @@ export async function startLogCapture(docker: Docker, containerId: string, optio
   if (existing && existing.size > 0 && (await endsWithMarker(options.path))) {
     return { done: Promise.resolve({ bytesWritten: existing.size, truncated: true }) };
   }
-  const { State } = await docker.getContainer(containerId).inspect();
-  if (State.Status === 'created') {
+  const created = options.justCreated || (await docker.getContainer(containerId).inspect()).State.Status === 'created';
+  if (created) {
     const stream = await attachOutput(docker, containerId);
     return { done: captureLogStream(stream, options) };
   }

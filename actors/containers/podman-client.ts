@@ -12,8 +12,6 @@ import { isOomKill, watchOomEvidence } from './oom-watch.ts';
 export interface ExitInfo {
   exitCode: number;
   oomKilled: boolean;
-  /** ISO 8601, as Podman reports it. */
-  finishedAt: string;
 }
 
 export interface WaitOptions {
@@ -66,27 +64,30 @@ export async function createAndStart(
  */
 export async function waitForExit(docker: Docker, id: string, options: WaitOptions = {}): Promise<ExitInfo> {
   const container = docker.getContainer(id);
-  const before = await container.inspect();
-  const limit = before.HostConfig.Memory ?? 0;
-  const watch = before.State.Running && before.State.Pid > 0 && limit > 0
-    ? watchOomEvidence(before.State.Pid, limit, options.oomPollMs)
-    : undefined;
+  // Wait first, inspect alongside: the inspect only feeds the OOM watch and stays off the path.
+  const exited = container.wait(options.signal ? { abortSignal: options.signal } : {}) as Promise<{ StatusCode: number }>;
+  exited.catch(() => undefined);
+  let watch: ReturnType<typeof watchOomEvidence> | undefined;
+  try {
+    const before = await container.inspect();
+    const limit = before.HostConfig.Memory ?? 0;
+    if (before.State.Running && before.State.Pid > 0 && limit > 0) watch = watchOomEvidence(before.State.Pid, limit, options.oomPollMs);
+  } catch {
+    // Already gone or exited: the wait below tells how it ended.
+  }
+  let exitCode: number;
   let evidence = false;
   try {
-    await container.wait(options.signal ? { abortSignal: options.signal } : {});
+    exitCode = (await exited).StatusCode;
   } finally {
     evidence = watch?.stop() ?? false;
   }
+  // Only a SIGKILL (137) can be an OOM kill; anything else needs no second look.
+  if (exitCode !== 137) return { exitCode, oomKilled: false };
   const { State } = await container.inspect();
   return {
     exitCode: State.ExitCode,
-    oomKilled: isOomKill({
-      stateOomKilled: State.OOMKilled,
-      evidence,
-      exitCode: State.ExitCode,
-      killSent: options.killSent?.() ?? false,
-    }),
-    finishedAt: State.FinishedAt,
+    oomKilled: isOomKill({ stateOomKilled: State.OOMKilled, evidence, exitCode: State.ExitCode, killSent: options.killSent?.() ?? false }),
   };
 }
 

@@ -156,7 +156,6 @@ describe('waitForExit', () => {
     const exit = await waitForExit(docker, id);
     expect(exit.exitCode).toBe(137);
     expect(exit.oomKilled).toBe(true);
-    expect(Date.parse(exit.finishedAt)).toBeGreaterThan(Date.now() - 60_000);
     // Podman 4.3 on cgroup v1 does not say so itself; the cgroup evidence did.
     expect((await docker.getContainer(id).inspect()).State.OOMKilled).toBe(false);
   });
