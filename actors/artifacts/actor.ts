@@ -44,6 +44,7 @@ export default defineActor<ArtifactsProtocol, FlashpodsConfig>({
     return {
       async indexJob({ jobId }) {
         const started = performance.now();
+        log.debug(`job ${jobId}: indexing artifacts`, { event: 'artifacts_indexing', job_id: jobId });
         const result = await tasks.run({
           dir: join(config.paths.artifacts, jobId),
           fileMaxBytes: config.limits.artifactFileMaxBytes,
