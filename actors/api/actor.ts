@@ -5,7 +5,8 @@
  * actor. On stop it refuses new connections and lets in-flight requests finish within the grace.
  */
 import type { AddressInfo } from 'node:net';
-import { serve, type ServerType } from '@hono/node-server';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { createAdaptorServer, serve, type ServerType } from '@hono/node-server';
 import { defineActor } from '../../runtime/actor.ts';
 import type { ActorState, RuntimeEvents } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
@@ -25,7 +26,7 @@ import { RateLimiter } from './rate-limit.ts';
 import { Reads } from './reads.ts';
 import { uploadsRoutes } from './uploads-routes.ts';
 
-let server: ServerType | undefined;
+let servers: ServerType[] = [];
 let db: Db | undefined;
 
 export default defineActor<ApiProtocol, FlashpodsConfig>({
@@ -63,28 +64,54 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
     const address = await new Promise<AddressInfo>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }, (info) => resolve(info));
       s.once('error', reject);
-      server = s;
+      servers.push(s);
     });
     ctx.log.info(`API listening on http://${address.address}:${address.port}`, { event: 'listening', host: address.address, port: address.port });
+
+    // The same API on a unix socket for operators on the host, whose own TCP connections to the
+    // API port the firewall drops (rootless containers reach the host through loopback too).
+    const socketPath = config.paths.apiSocket;
+    removeStaleSocket(socketPath);
+    const local = createAdaptorServer({ fetch: app.fetch });
+    await new Promise<void>((resolve, reject) => {
+      local.once('error', reject);
+      local.listen(socketPath, () => resolve());
+    });
+    chmodSync(socketPath, 0o660);
+    servers.push(local);
+    ctx.log.info(`API listening on unix:${socketPath}`, { event: 'listening_unix', path: socketPath });
     return {};
   },
 
   async stop(graceMs) {
-    const s = server;
-    if (!s) return;
-    server = undefined;
-    await new Promise<void>((resolve) => {
-      const deadline = setTimeout(() => {
-        (s as { closeAllConnections?: () => void }).closeAllConnections?.();
-        resolve();
-      }, graceMs);
-      s.close(() => {
-        clearTimeout(deadline);
-        resolve();
-      });
-      (s as { closeIdleConnections?: () => void }).closeIdleConnections?.();
-    });
+    const closing = servers;
+    servers = [];
+    await Promise.all(closing.map((s) => closeGracefully(s, graceMs)));
     db?.close();
     db = undefined;
   },
 });
+
+/** A socket file left by a previous run that died is replaced; anything else there is an error. */
+function removeStaleSocket(path: string): void {
+  try {
+    if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket; remove it or set FLASHPODS_API_SOCKET elsewhere`);
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function closeGracefully(s: ServerType, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const deadline = setTimeout(() => {
+      (s as { closeAllConnections?: () => void }).closeAllConnections?.();
+      resolve();
+    }, graceMs);
+    s.close(() => {
+      clearTimeout(deadline);
+      resolve();
+    });
+    (s as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+  });
+}

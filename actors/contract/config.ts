@@ -22,6 +22,7 @@ export interface FlashpodsConfig {
     artifacts: string;
     logs: string;
     apiTokenFile: string;
+    apiSocket: string;
     podmanSocket: string;
     secretsFile: string;
     tokenSocket: string;
@@ -110,6 +111,7 @@ export const SETTINGS: Setting[] = [
   { key: 'paths.artifacts', env: 'FLASHPODS_ARTIFACTS_DIR', parse: parsers.path, dev: (h) => `${h}/artifacts`, production: '/var/lib/flashpods/artifacts' },
   { key: 'paths.logs', env: 'FLASHPODS_LOGS_DIR', parse: parsers.path, dev: (h) => `${h}/logs`, production: '/var/log/flashpods' },
   { key: 'paths.apiTokenFile', env: 'FLASHPODS_API_TOKEN_FILE', parse: parsers.path, dev: (h) => `${h}/api-token`, production: '/etc/flashpods/api-token' },
+  { key: 'paths.apiSocket', env: 'FLASHPODS_API_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/api.sock`, production: '/run/flashpods/api.sock' },
   { key: 'paths.podmanSocket', env: 'FLASHPODS_PODMAN_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/podman.sock`, production: '/run/flashpods/podman.sock' },
   { key: 'paths.secretsFile', env: 'FLASHPODS_SECRETS_FILE', parse: parsers.path, dev: (h) => `${h}/secrets.json`, production: '/etc/flashpods/secrets.json' },
   { key: 'paths.tokenSocket', env: 'FLASHPODS_TOKEN_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/token.sock`, production: '/run/flashpods/token.sock' },

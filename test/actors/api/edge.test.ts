@@ -1,3 +1,6 @@
+import { statSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../support/server.ts';
 
@@ -75,6 +78,25 @@ describe('the API edge over real HTTP', () => {
     expect(a.headers.get('x-request-id')).toBe(mine);
     const b = await server.fetch('/health', { auth: false, headers: { 'x-request-id': 'not-a-uuid' } });
     expect(b.headers.get('x-request-id')).toMatch(UUID);
+  });
+
+  it('serves the same API on a unix socket for operators on the host, mode 0660', async () => {
+    const socketPath = join(server.home, 'run', 'api.sock');
+    expect(statSync(socketPath).mode & 0o777).toBe(0o660);
+    const get = (headers: Record<string, string>) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ socketPath, path: '/jobs', headers }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    await pause(300);
+    expect((await get({})).status).toBe(401);
+    const ok = await get({ authorization: `Bearer ${server.token}` });
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body)).toMatchObject({ jobs: [], total: 0 });
   });
 
   it('writes the supervisor log as one JSON object per line with the token nowhere in it', () => {
