@@ -14,6 +14,7 @@ in
   FLASHPODS_ARTIFACTS_DIR = paths.artifacts;
   FLASHPODS_LOGS_DIR = paths.logs;
   FLASHPODS_API_TOKEN_FILE = paths.apiTokenFile;
+  FLASHPODS_API_SOCKET = paths.apiSocket;
   FLASHPODS_PODMAN_SOCKET = paths.podmanSocket;
   FLASHPODS_SECRETS_FILE = paths.secretsFile;
   FLASHPODS_TOKEN_SOCKET = paths.tokenSocket;

@@ -23,6 +23,8 @@ rec {
   run = "/run/flashpods";
   podmanSocket = "${run}/podman.sock";
   tokenSocket = "${run}/token.sock";
+  # The API for operators on the host (the firewall drops the host's own TCP to the API port).
+  apiSocket = "${run}/api.sock";
 
   spireSocketDir = "/run/spire/sockets";
   spireSocket = "${spireSocketDir}/agent.sock";
