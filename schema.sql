@@ -107,3 +107,8 @@ INSERT INTO meta (key, value) VALUES ('instance_id', lower(hex(randomblob(8))));
 -- client sees it finish). In between, the exit is kept here, so a crash after removal still
 -- finishes the job with its real exit code rather than as lost.
 ALTER TABLE jobs ADD COLUMN pending_finish TEXT;
+
+-- migration 6: workers that trade a JWT-SVID for GITHUB_TOKEN
+-- POST /jobs `need_github_token: true` (workers): the container gets FLASHPODS_NEED_GITHUB_TOKEN=true,
+-- and its exit codes 90/91 mean spire_attestation_timeout / token_exchange_failed.
+ALTER TABLE jobs ADD COLUMN need_github_token INTEGER NOT NULL DEFAULT 0 CHECK (need_github_token IN (0, 1));

@@ -41,7 +41,7 @@ export async function serve(config: FlashpodsConfig, actorNames: string[]): Prom
   }
   const names = specs.map((s) => s.name);
   if (config.profile === 'dev') {
-    for (const dir of [config.paths.uploads, config.paths.sealedUploads, config.paths.artifacts, config.paths.logs, dirname(config.paths.db), dirname(config.paths.tokenSocket)]) {
+    for (const dir of [config.paths.uploads, config.paths.sealedUploads, config.paths.artifacts, config.paths.logs, dirname(config.paths.db), dirname(config.paths.tokenSocket), dirname(config.paths.apiSocket)]) {
       mkdirSync(dir, { recursive: true });
     }
     if (names.includes('api')) ensureDevToken(config.paths.apiTokenFile, logger);

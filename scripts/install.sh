@@ -30,6 +30,8 @@ fi
 bash "$ROOT/scripts/setup-podman.sh"
 # Real SPIRE server and agent (built from the Go module proxy; cached after the first build).
 bash "$ROOT/scripts/setup-spire.sh"
+# Local test images (agent and worker) assembled from the host's files: no registry needed.
+bash "$ROOT/scripts/build-test-images.sh"
 
 # The API fuzz test runs schemathesis (PyPI) from a project-local venv, pinned.
 SCHEMATHESIS_VERSION=4.32.5

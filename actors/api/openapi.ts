@@ -182,6 +182,7 @@ export const OPENAPI = {
           cpus: { type: 'integer', minimum: 1, description: 'Clamped to the type maximum (worker 8, agent 4).' },
           memory_gb: { type: 'integer', minimum: 1, description: 'Clamped to the type maximum (worker 16, agent 8).' },
           timeout_minutes: { type: 'integer', minimum: TIMEOUT_MINUTES.min, maximum: TIMEOUT_MINUTES.max },
+          need_github_token: { type: 'boolean', default: false, description: 'Worker: the container gets FLASHPODS_NEED_GITHUB_TOKEN=true; an image whose entrypoint is flashpods-tokens (images/worker) trades its SPIRE identity for GITHUB_TOKEN before the command. Ignored for agents, which always get their tokens.' },
         },
       },
       JobCreated: {

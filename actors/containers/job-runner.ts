@@ -103,6 +103,7 @@ export class JobRunner {
         { host: config.paths.spireSocket, container: '/run/spire/sockets/agent.sock' },
         { host: config.paths.tokenSocket, container: '/run/flashpods/token.sock' },
       ],
+      extraEnv: job.job_type === 'worker' && job.need_github_token === 1 ? { FLASHPODS_NEED_GITHUB_TOKEN: 'true' } : undefined,
       rootless: config.podman.rootless,
       networkMode: config.podman.networkMode,
       instanceId: this.deps.instanceId,

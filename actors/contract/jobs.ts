@@ -51,7 +51,35 @@ export const JOB_ERRORS = {
   oomKilled: 'oom_killed',
   notFoundOnRecovery: 'container_not_found_on_recovery',
   lostOnRecovery: 'container_lost_on_recovery',
+  spireAttestationTimeout: 'spire_attestation_timeout',
+  tokenExchangeFailed: 'token_exchange_failed',
 } as const;
+
+/**
+ * Exit codes reserved by the Flashpods images' identity step (images/lib/identity.sh, used by
+ * the agent's /entrypoint.sh and the worker image's flashpods-tokens) — the single source of
+ * these numbers; the shell sets FP_EXIT_* to the same values and test/e2e/identity.test.ts
+ * checks they agree. A container that exits with one of them fails its job with that `error`:
+ *   90 spire_attestation_timeout — the SPIRE socket did not answer within 10 s, or no JWT-SVID
+ *      after 3 tries;
+ *   91 token_exchange_failed — no usable answer from the token service after 3 tries, or a
+ *      token the identity needs was missing.
+ * They count only where Flashpods' own script ran the identity step: every agent job (agent
+ * jobs always run the agent image, whose entrypoint maps its coding agent's own 90/91 to 1), and
+ * worker jobs created with `need_github_token: true` (whose image's flashpods-tokens ran it before
+ * the command; such a command should not exit 90/91 itself).
+ */
+export const ENTRYPOINT_EXIT_CODES: Readonly<Record<number, (typeof JOB_ERRORS)['spireAttestationTimeout' | 'tokenExchangeFailed']>> = {
+  90: JOB_ERRORS.spireAttestationTimeout,
+  91: JOB_ERRORS.tokenExchangeFailed,
+};
+
+/** The `error` an exit code means for a job, when Flashpods' identity step ran in it. */
+export function entrypointExitError(job: { jobType: JobType; needGithubToken: boolean }, exitCode: number | null): string | undefined {
+  if (exitCode === null) return undefined;
+  if (job.jobType !== 'agent' && !job.needGithubToken) return undefined;
+  return ENTRYPOINT_EXIT_CODES[exitCode];
+}
 
 export const ID_PATTERNS = {
   job: /^job_[a-z0-9]{16}$/,

@@ -23,12 +23,19 @@ export interface JobRequest {
   cpus: number;
   memoryGb: number;
   timeoutMinutes: number;
+  /** Worker only: exchange a JWT-SVID for GITHUB_TOKEN before the command (FLASHPODS_NEED_GITHUB_TOKEN=true). */
+  needGithubToken?: boolean;
   /** Fields that were clamped to the type's maximum, so the API can say so. */
   clamped: Array<'cpus' | 'memory_gb'>;
 }
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 const IMAGE = /^(?:[a-zA-Z0-9][a-zA-Z0-9.-]*(?::[0-9]+)?\/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+
+/** `[registry/]name[:tag]` within the length limit; the MCP shim checks it before uploading. */
+export function isValidImage(image: string): boolean {
+  return image.length <= MAX_IMAGE_CHARS && IMAGE.test(image);
+}
 
 /** git check-ref-format rules for a branch name. */
 export function isValidGitRef(name: string): boolean {
@@ -99,7 +106,7 @@ export function parseJobRequest(body: Record<string, unknown>, agentImage: strin
   let image = isWorker ? defaultImage : agentImage;
   if (body.image !== undefined && body.image !== null) {
     const raw = body.image;
-    if (typeof raw !== 'string' || raw.length > MAX_IMAGE_CHARS || !IMAGE.test(raw)) {
+    if (typeof raw !== 'string' || !isValidImage(raw)) {
       throw apiError('invalid_image', `image must look like [registry/]name[:tag], at most ${MAX_IMAGE_CHARS} characters (got ${JSON.stringify(raw)}).`);
     }
     // Agent jobs always run the agent image; a requested image is validated but not used.
@@ -119,8 +126,14 @@ export function parseJobRequest(body: Record<string, unknown>, agentImage: strin
     timeoutMinutes = t;
   }
 
+  // Agents always get their tokens; for them the flag is validated but means nothing.
+  const needGithubToken = body.need_github_token ?? false;
+  if (typeof needGithubToken !== 'boolean') {
+    throw apiError('invalid_json', `need_github_token must be true or false (got ${JSON.stringify(needGithubToken)}).`);
+  }
+
   const clamped: JobRequest['clamped'] = [];
   if (cpus.clamped) clamped.push('cpus');
   if (memory.clamped) clamped.push('memory_gb');
-  return { clientJobId, type: jobType, command, task, context, gitBranch, filesId, image, cpus: cpus.value, memoryGb: memory.value, timeoutMinutes, clamped };
+  return { clientJobId, type: jobType, command, task, context, gitBranch, filesId, image, cpus: cpus.value, memoryGb: memory.value, timeoutMinutes, needGithubToken: isWorker && needGithubToken, clamped };
 }

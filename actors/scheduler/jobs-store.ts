@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { apiError } from '../contract/errors.ts';
-import { JOB_ERRORS, type JobState } from '../contract/jobs.ts';
+import { entrypointExitError, JOB_ERRORS, type JobState } from '../contract/jobs.ts';
 import type { Db } from '../store/database.ts';
 import type { JobRow, UploadRow } from '../store/rows.ts';
 import type { JobRequest } from './job-request.ts';
@@ -82,10 +82,10 @@ export class JobsStore {
       const id = newJobId();
       this.db
         .prepare(
-          `INSERT INTO jobs (id, job_type, status, command, task, context, git_branch, files_id, image, cpus, memory_gb, timeout_minutes, created_at)
-           VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO jobs (id, job_type, status, command, task, context, git_branch, files_id, image, cpus, memory_gb, timeout_minutes, created_at, need_github_token)
+           VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(id, req.type, req.command ?? null, req.task ?? null, req.context ?? null, req.gitBranch ?? null, req.filesId ?? null, req.image, req.cpus, req.memoryGb, req.timeoutMinutes, now);
+        .run(id, req.type, req.command ?? null, req.task ?? null, req.context ?? null, req.gitBranch ?? null, req.filesId ?? null, req.image, req.cpus, req.memoryGb, req.timeoutMinutes, now, req.needGithubToken ? 1 : 0);
       if (req.clientJobId) {
         this.db.prepare('INSERT INTO idempotency_keys (client_job_id, job_id, active, created_at) VALUES (?, ?, 1, ?)').run(req.clientJobId, id, now);
       }
@@ -157,7 +157,12 @@ export class JobsStore {
         status = 'failed';
         error = finish.failure;
       } else if (finish.exitCode === 0) status = 'completed';
-      else status = 'failed';
+      else {
+        status = 'failed';
+        // Exit 90/91 from Flashpods' identity step (contract/jobs.ts ENTRYPOINT_EXIT_CODES).
+        const identity = entrypointExitError({ jobType: job.job_type, needGithubToken: job.need_github_token === 1 }, finish.exitCode);
+        if (identity) error = finish.error ? `${identity}; ${finish.error}` : identity;
+      }
       if (finish.oomKilled && status === 'failed' && !finish.failure) error = JOB_ERRORS.oomKilled;
       if (status === 'cancelled') error = finish.error ?? null;
 

@@ -33,6 +33,8 @@ export interface JobRow {
   logs_deleted_at: number | null;
   /** JSON of a Finish recorded before the container's removal. */
   pending_finish: string | null;
+  /** 1: a worker that exchanges a JWT-SVID for GITHUB_TOKEN (FLASHPODS_NEED_GITHUB_TOKEN=true). */
+  need_github_token: 0 | 1;
 }
 
 export interface ArtifactRow {
