@@ -9,7 +9,7 @@ import { defineActor } from '../../runtime/actor.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import { ID_PATTERNS } from '../contract/jobs.ts';
-import { migrate, openDatabase, schemaVersion, type Db } from '../store/database.ts';
+import { migrate, openDatabase, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/rows.ts';
 import { Cleanup, type CleanupCounts, type DiskUsage } from './cleanup.ts';
 import { withDatabaseErrors } from './database-errors.ts';
@@ -73,8 +73,6 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     cleanupTimer = setTimeout(tick, Math.min(config.timing.cleanupIntervalMs, 1_000));
 
     return withDatabaseErrors<SchedulerProtocol>({
-      schemaVersion: () => ({ version: schemaVersion(store) }),
-      runCleanup: () => runCleanup(),
 
       createJob(req) {
         let result;
@@ -112,10 +110,6 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
         if (proceed) changed(jobs.get(jobId));
         return { proceed };
       },
-      jobContainerCreated({ jobId, containerId }) {
-        jobs.setContainer(jobId, containerId);
-        return {};
-      },
       jobRunning({ jobId, containerId, startedAt }) {
         const status = jobs.markRunning(jobId, containerId, startedAt);
         changed(jobs.get(jobId));
@@ -147,7 +141,6 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
         changed(jobs.get(jobId));
         return {};
       },
-      unsettledJobs: () => jobs.unsettled(),
     }, config.paths.db, ctx.log);
   },
   async stop() {

@@ -109,10 +109,6 @@ export class JobsStore {
     return this.db.prepare("UPDATE jobs SET status = 'starting' WHERE id = ? AND status = 'pending'").run(id).changes === 1;
   }
 
-  setContainer(id: string, containerId: string): void {
-    this.db.prepare('UPDATE jobs SET container_id = ? WHERE id = ?').run(containerId, id);
-  }
-
   /**
    * starting → running, and the job's upload becomes consumed. Returns the job's status after
    * the call: anything but `running` (cancelled meanwhile) tells the caller to kill the container.
@@ -227,13 +223,6 @@ export class JobsStore {
 
   markLogTruncated(id: string): void {
     this.db.prepare('UPDATE jobs SET log_truncated = 1 WHERE id = ?').run(id);
-  }
-
-  /** Jobs the container actor must look after: not yet terminal, or terminal with a container possibly alive. */
-  unsettled(): JobRow[] {
-    return this.db
-      .prepare("SELECT * FROM jobs WHERE status IN ('pending', 'starting', 'running') OR (resources_released_at IS NULL) ORDER BY created_at")
-      .all() as JobRow[];
   }
 
   private expireUpload(uploadId: string, now: number): void {

@@ -14,16 +14,12 @@ import type { JobRequest } from './job-request.ts';
 type Empty = Record<string, never>;
 
 export type SchedulerProtocol = {
-  schemaVersion: { req: Empty; res: { version: number } };
-  /** Runs a cleanup pass now (or joins the one running) and reports what it did. */
-  runCleanup: { req: Empty; res: CleanupReport };
   createJob: { req: JobRequest; res: { job: JobRow; created: boolean } };
   cancelJob: { req: { jobId: string }; res: { job: JobRow } };
   finalizeUpload: { req: { uploadId: string }; res: UploadRow };
   deleteUpload: { req: { uploadId: string }; res: Empty };
   // Reported by the container actor:
   jobStarting: { req: { jobId: string }; res: { proceed: boolean } };
-  jobContainerCreated: { req: { jobId: string; containerId: string }; res: Empty };
   jobRunning: { req: { jobId: string; containerId: string; startedAt: number }; res: { status: JobState | undefined } };
   jobTimedOut: { req: { jobId: string }; res: { kill: boolean } };
   recordArtifacts: { req: { jobId: string; artifacts: Array<{ name: string; sizeBytes: number; createdAt: number }> }; res: Empty };
@@ -33,7 +29,6 @@ export type SchedulerProtocol = {
   /** The final status; `released` when the container is gone (or never existed). */
   jobFinished: { req: { jobId: string; finish: Finish; released: boolean }; res: { job: JobRow | undefined } };
   jobReleased: { req: { jobId: string }; res: Empty };
-  unsettledJobs: { req: Empty; res: JobRow[] };
 };
 
 export const SCHEDULER_EVENTS = {
