@@ -137,11 +137,15 @@ export class Topology {
     };
   }
 
-  /** Builds every namespace and link; on a failure half-way, removes what it made and throws. */
-  static create(): Topology {
+  /**
+   * Builds every namespace and link; on a failure half-way, removes what it made and throws.
+   * `links` narrows the topology (e.g. without the stand-in `podman0` when a real Podman creates
+   * its own bridge in the host namespace); every role's namespace is created either way.
+   */
+  static create(links: LinkSpec[] = LINKS): Topology {
     const t = new Topology();
     try {
-      t.build();
+      t.build(links);
     } catch (err) {
       t.removeNamespaces();
       throw err;
@@ -149,14 +153,14 @@ export class Topology {
     return t;
   }
 
-  private build(): void {
+  private build(links: LinkSpec[]): void {
     for (const name of Object.values(this.ns)) {
       run('ip', ['netns', 'add', name]);
       this.created.push(name);
       run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     }
     const host = this.ns.host;
-    for (const link of LINKS) {
+    for (const link of links) {
       const peer = this.ns[link.peer];
       // Created inside the namespaces directly: no interface ever exists in the root namespace.
       run('ip', ['-n', host, 'link', 'add', link.hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', peer]);

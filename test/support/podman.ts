@@ -27,14 +27,25 @@ export interface RootlessPodmanService extends PodmanService {
 
 const SETUP_HINT = 'run `bash scripts/setup-podman.sh` as root first';
 
+export interface PodmanServiceOptions {
+  /**
+   * Run the service inside this network namespace (a name under /run/netns): its bridge
+   * networks, and so its containers' traffic to the host, then live there. Entered with
+   * `nsenter --net` only — `ip netns exec` would remount /sys and hide the cgroup mounts runc needs.
+   */
+  netns?: string;
+}
+
 /**
  * Rootful `podman system service` on a temp socket (or on `socketPath`, to bring a stopped
  * service back where its clients expect it); resolves once `/_ping` answers.
  */
-export async function startPodmanService(socketPath?: string): Promise<PodmanService> {
+export async function startPodmanService(socketPath?: string, options: PodmanServiceOptions = {}): Promise<PodmanService> {
   const dir = socketPath ? undefined : mkdtempSync(join(tmpdir(), 'fp-podman-'));
   socketPath ??= join(dir!, 'podman.sock');
-  const child = spawn('podman', ['system', 'service', '--time=0', `unix://${socketPath}`], {
+  const argv = ['podman', 'system', 'service', '--time=0', `unix://${socketPath}`];
+  const [cmd, ...args] = options.netns ? ['nsenter', `--net=/run/netns/${options.netns}`, '--', ...argv] : argv;
+  const child = spawn(cmd!, args, {
     env: { ...process.env, CONTAINERS_CONF },
     stdio: ['ignore', 'ignore', 'pipe'],
     detached: true,

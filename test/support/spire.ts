@@ -43,6 +43,12 @@ export interface SpireOptions {
   podmanSocket: string;
   entries?: EntrySpec[];
   logLevel?: 'DEBUG' | 'INFO';
+  /**
+   * Run server and agent inside this network namespace (a name under /run/netns; entered with
+   * `nsenter --net`), as on a host whose services all live in one namespace. Their unix sockets
+   * are reachable from anywhere on the filesystem either way.
+   */
+  netns?: string;
 }
 
 export interface Spire {
@@ -99,9 +105,11 @@ interface Daemon {
   stop(): Promise<void>;
 }
 
-function daemon(bin: string, args: string[], logPath: string): Daemon {
+function daemon(bin: string, args: string[], logPath: string, netns?: string): Daemon {
   const fd = openSync(logPath, 'a');
-  const child = spawn(bin, args, { stdio: ['ignore', fd, fd], detached: true });
+  // nsenter execs the daemon: the pid (and process group) stays the daemon's own.
+  const [cmd, argv] = netns ? ['nsenter', [`--net=/run/netns/${netns}`, '--', bin, ...args]] : [bin, args];
+  const child = spawn(cmd, argv, { stdio: ['ignore', fd, fd], detached: true });
   closeSync(fd);
   const kill = (): void => {
     try {
@@ -170,7 +178,7 @@ export async function startSpire(options: SpireOptions): Promise<Spire> {
     writeFileSync(join(dir, 'server.conf'), renderTemplate('server.conf', {
       DATA_DIR: join(dir, 'server'), SOCKET_PATH: serverSocket, BIND_PORT: String(port), LOG_LEVEL: logLevel,
     }));
-    const srv = daemon(SPIRE_SERVER_BIN, ['run', '-config', join(dir, 'server.conf')], serverLog);
+    const srv = daemon(SPIRE_SERVER_BIN, ['run', '-config', join(dir, 'server.conf')], serverLog, options.netns);
     daemons.push(srv);
     await until('spire-server', () => run(SPIRE_SERVER_BIN, ['healthcheck', '-socketPath', serverSocket], 5_000).then(() => true, () => false), 30_000, exited(srv, serverLog));
     const serverReadyMs = Date.now() - t0;
@@ -197,7 +205,7 @@ export async function startSpire(options: SpireOptions): Promise<Spire> {
     }));
     // The join token is single use: a restarted agent re-uses the SVID in its data dir.
     const startAgent = async (): Promise<Daemon> => {
-      const d = daemon(SPIRE_AGENT_BIN, ['run', '-config', join(dir, 'agent.conf'), '-joinToken', joinToken], agentLog);
+      const d = daemon(SPIRE_AGENT_BIN, ['run', '-config', join(dir, 'agent.conf'), '-joinToken', joinToken], agentLog, options.netns);
       daemons.push(d);
       await until('spire-agent', () => run(SPIRE_AGENT_BIN, ['healthcheck', '-socketPath', agentSocket], 5_000).then(() => true, () => false), 30_000, exited(d, agentLog));
       return d;
