@@ -6,13 +6,22 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../actors/contract/config.ts';
 import { DEFAULT_ACTORS } from './actors.ts';
+import { DEFAULT_URL } from './client.ts';
+import { commandUsage, COMMANDS, runCommand } from './commands/index.ts';
+import { runValidate } from './commands/validate.ts';
 import { serve, StartupError } from './serve.ts';
 
 const USAGE = `usage: flashpods <command>
 
   serve [--actors api,scheduler,...] [--pretty]   run actors under the supervisor (default: the API unit)
+  validate [--offline] [--json] [--only ids]      run the host checklist (shared/spec/host.md) on the host, as root
 
-Configuration comes from FLASHPODS_* environment variables and the JSON file named by FLASHPODS_CONFIG.`;
+${commandUsage()}
+
+The server's configuration comes from FLASHPODS_* environment variables and the JSON file named by FLASHPODS_CONFIG.
+The other commands talk to FLASHPODS_URL (default ${DEFAULT_URL}) with the token in FLASHPODS_API_TOKEN,
+or in the file named by FLASHPODS_API_TOKEN_FILE (default: ./.flashpods/api-token, then /etc/flashpods/api-token).
+Every one takes --json for machine output and --help; errors exit 1, usage errors 2.`;
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -25,13 +34,22 @@ async function main(argv: string[]): Promise<void> {
       await serve(config, actors);
       return;
     }
+    case 'validate':
+      process.exitCode = await runValidate(rest);
+      return;
     case undefined:
     case 'help':
     case '--help':
       process.stdout.write(`${USAGE}\n`);
       return;
-    default:
+    default: {
+      const client = COMMANDS.get(command);
+      if (client) {
+        process.exitCode = await runCommand(client, rest);
+        return;
+      }
       throw new StartupError(`unknown command "${command}"\n${USAGE}`);
+    }
   }
 }
 
