@@ -6,10 +6,13 @@ import { startPodmanService, TEST_IMAGE } from '../support/podman.ts';
 import { createJob, json, stackContainers, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
 
 let stack: Stack;
+const RUN = Date.now().toString(36);
 beforeAll(async () => {
   stack = await startStack({ FLASHPODS_TIMEOUT_MINUTE_SECONDS: '3' });
 });
 afterAll(async () => {
+  // The other instance's container is no stack's to remove: this test made it, this test removes it.
+  await stack?.docker.getContainer(`other-instance-test-${RUN}`).remove({ force: true }).catch(() => undefined);
   await stack?.stop();
 });
 
@@ -42,13 +45,13 @@ describe('crash recovery', () => {
     // Exited and removed, final status not yet written when the runtime died.
     insertJob('job_exitedandremoved', 'running', JSON.stringify({ exitCode: 4, oomKilled: false }));
     const orphan = await docker.createContainer({
-      Image: TEST_IMAGE, Cmd: ['sleep', '300'], name: 'orphan-test',
+      Image: TEST_IMAGE, Cmd: ['sleep', '300'], name: `orphan-test-${RUN}`,
       Labels: { 'flashpods-job': 'true', 'flashpods-job-id': 'job_unknowntothedb00', 'flashpods-job-type': 'worker' },
       HostConfig: { NetworkMode: 'none' },
     });
     await orphan.start();
     const foreign = await docker.createContainer({
-      Image: TEST_IMAGE, Cmd: ['sleep', '300'], name: 'other-instance-test',
+      Image: TEST_IMAGE, Cmd: ['sleep', '300'], name: `other-instance-test-${RUN}`,
       Labels: { 'flashpods-job': 'true', 'flashpods-job-id': 'job_otherinstance000', 'flashpods-job-type': 'worker', 'flashpods-instance': 'another-database' },
       HostConfig: { NetworkMode: 'none' },
     });
