@@ -6,7 +6,7 @@
  * limits are deleted, each with a reason. Walk order is sorted, so the same tree always keeps
  * the same files.
  */
-import { lstat, readdir, realpath, rm, stat } from 'node:fs/promises';
+import { chmod, lstat, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { artifactNameProblem } from '../contract/artifacts.ts';
 
@@ -40,6 +40,16 @@ interface FileEntry {
 }
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/**
+ * A job can chmod its own files to 000. Where the container user is ours (keep-id), give the
+ * owner its access back, so indexing, downloads and cleanup still work; only entries another
+ * user owns can then end in artifact_copy_permission.
+ */
+async function ownerCanUse(path: string, bits: number): Promise<void> {
+  const info = await lstat(path);
+  if (info.uid === process.getuid?.() && (info.mode & bits) !== bits) await chmod(path, (info.mode & 0o7777) | bits);
+}
 
 export default async function indexTree(input: IndexInput): Promise<IndexOutput> {
   try {
@@ -79,6 +89,7 @@ async function walk({ dir, fileMaxBytes, jobMaxBytes, maxFiles }: IndexInput): P
   const tops: Array<{ name: string; kind: IndexedArtifact['kind']; createdAt: number }> = [];
 
   const collect = async (current: string, top: string): Promise<void> => {
+    await ownerCanUse(current, 0o700);
     const entries = (await readdir(current, { withFileTypes: true })).sort(byName);
     for (const entry of entries) {
       const path = join(current, entry.name);
@@ -88,6 +99,7 @@ async function walk({ dir, fileMaxBytes, jobMaxBytes, maxFiles }: IndexInput): P
       } else if (entry.isDirectory()) {
         await collect(path, top);
       } else {
+        await ownerCanUse(path, 0o600);
         files.push({ path, top, size: (await lstat(path)).size });
       }
     }
@@ -112,6 +124,7 @@ async function walk({ dir, fileMaxBytes, jobMaxBytes, maxFiles }: IndexInput): P
       tops.push({ name: entry.name, kind: 'directory', createdAt });
       await collect(path, entry.name);
     } else {
+      await ownerCanUse(path, 0o600);
       tops.push({ name: entry.name, kind: 'file', createdAt });
       files.push({ path, top: entry.name, size: info.size });
     }

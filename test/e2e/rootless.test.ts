@@ -39,4 +39,15 @@ describe('rootless Podman with keep-id', () => {
     expect(artifact.uid).toBe(podman.uid);
     expect(await (await server.fetch(`/jobs/${job.id}/artifacts/out.txt`)).text()).toBe('made\n');
   });
+
+  it('indexes and serves what a job locked with chmod 000, by giving the owner its access back', async () => {
+    const created = await createJob(server, { type: 'worker', command: 'mkdir -p /artifacts/locked/inner && echo secret > /artifacts/locked/inner/f && chmod 000 /artifacts/locked/inner/f /artifacts/locked/inner /artifacts/locked', cpus: 1, memory_gb: 1 });
+    const job = await waitForJob(server, created.body.job_id);
+    expect(job).toMatchObject({ status: 'completed', exit_code: 0 });
+    expect(job.error).toBeUndefined();
+    const listing = await json(await server.fetch(`/jobs/${job.id}/artifacts`));
+    expect(listing.artifacts.map((a: any) => [a.name, a.size_bytes])).toEqual([['locked', 7]]);
+    const tar = Buffer.from(await (await server.fetch(`/jobs/${job.id}/artifacts/locked`)).arrayBuffer());
+    expect(tar.toString('latin1')).toContain('secret');
+  });
 });
