@@ -398,12 +398,11 @@ describe('the MCP shim', () => {
     expect(noToken.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('maps rsync running out of disk space to upload_disk_full', async (ctx) => {
+  it('maps rsync running out of disk space to upload_disk_full', async () => {
     const small = mkdtempSync(join(tmpdir(), 'fp-mcp-full-'));
-    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]).status !== 0) {
-      ctx.skip(); // needs root (CI runs as root)
-      return;
-    }
+    // A real full disk: a 1 MB tmpfs (mounting needs root, as the whole suite does).
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small], { encoding: 'utf8' });
+    expect(mounted.status, `mount a tmpfs (run the suite as root): ${mounted.stderr}`).toBe(0);
     let tiny: RsyncDaemon | undefined;
     let full: Shim | undefined;
     try {
