@@ -23,12 +23,13 @@ function sendControl(msg: ControlFromActor): void {
   control.postMessage(msg);
 }
 
-const log: ActorLog = {
-  debug: (msg, fields) => sendControl({ kind: 'log', level: 'debug', msg, fields }),
-  info: (msg, fields) => sendControl({ kind: 'log', level: 'info', msg, fields }),
-  warn: (msg, fields) => sendControl({ kind: 'log', level: 'warn', msg, fields }),
-  error: (msg, fields) => sendControl({ kind: 'log', level: 'error', msg, fields }),
+const LEVELS = { debug: 20, info: 30, warn: 40, error: 50 } as const;
+const threshold = LEVELS[boot.logLevel as keyof typeof LEVELS] ?? LEVELS.debug;
+const logAt = (level: keyof typeof LEVELS) => (msg: string, fields?: Record<string, unknown>) => {
+  // Per-request debug lines would otherwise cross the thread boundary only to be dropped.
+  if (LEVELS[level] >= threshold) sendControl({ kind: 'log', level, msg, fields });
 };
+const log: ActorLog = { debug: logAt('debug'), info: logAt('info'), warn: logAt('warn'), error: logAt('error') };
 
 const events = createNanoEvents<Record<string, (payload: unknown, from: string) => void>>();
 const channels = new Map<string, PeerChannel>();

@@ -44,6 +44,8 @@ export interface ActorBoot {
   peers: Record<string, MessagePort>;
   /** Fault injection for tests: the actor answers FAULT_CRASH requests by dying. */
   faultInjection: boolean;
+  /** The supervisor log's level: lines below it are dropped in the actor, not sent across. */
+  logLevel: string;
 }
 
 /** The request that makes an actor die on purpose (only when fault injection is on). */

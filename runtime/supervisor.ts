@@ -137,7 +137,7 @@ export class Supervisor {
       this.sendControl(other, { kind: 'peer-up', name: spec.name, port: pair.port2 }, [pair.port2]);
     }
 
-    const boot: ActorBoot = { name: spec.name, module: spec.module, config: this.options.config, peers, faultInjection: this.options.faultInjection ?? false };
+    const boot: ActorBoot = { name: spec.name, module: spec.module, config: this.options.config, peers, faultInjection: this.options.faultInjection ?? false, logLevel: this.options.logger.level };
     const worker = new Worker(bootUrl, {
       workerData: boot,
       transferList: transfer,

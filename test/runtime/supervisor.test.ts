@@ -18,13 +18,13 @@ function spec(name: string, extra: Partial<ChildSpec> = {}): ChildSpec {
   };
 }
 
-function capturedLog() {
+function capturedLog(level: 'debug' | 'info' = 'debug') {
   const stream = new PassThrough();
   const lines: Array<Record<string, unknown>> = [];
   stream.on('data', (chunk: Buffer) => {
     for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
   });
-  return { logger: createLogger({ format: 'json', level: 'debug', destination: stream }), lines };
+  return { logger: createLogger({ format: 'json', level, destination: stream }), lines };
 }
 
 async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -41,8 +41,8 @@ afterEach(async () => {
   supervisor = undefined;
 });
 
-async function startPair(victimExtra: Partial<ChildSpec> = {}) {
-  const log = capturedLog();
+async function startPair(victimExtra: Partial<ChildSpec> = {}, level: 'debug' | 'info' = 'debug') {
+  const log = capturedLog(level);
   let gaveUp: string | undefined;
   supervisor = new Supervisor([spec('victim', victimExtra), spec('relay')], {
     logger: log.logger,
@@ -60,6 +60,20 @@ describe('supervisor', () => {
     await expect(sup.ref<VictimProtocol>('victim').call('echo', { value: 7 })).resolves.toEqual({ value: 7 });
     const relayed = await sup.ref<RelayProtocol>('relay').call('callVictim', { type: 'echo', timeoutMs: 1_000 });
     expect(relayed.ok).toBe(true);
+  });
+
+  it("writes actors' log lines to the supervisor log with the actor's name, at the log's level", async () => {
+    const verbose = await startPair({}, 'debug');
+    await verbose.sup.ref<VictimProtocol>('victim').call('logBoth', { tag: 'a' });
+    await until(() => verbose.log.lines.some((l) => l.msg === 'info a'));
+    expect(verbose.log.lines.filter((l) => l.actor === 'victim' && /^(debug|info) a$/.test(String(l.msg))).map((l) => l.msg)).toEqual(['debug a', 'info a']);
+    await verbose.sup.shutdown('next');
+
+    const quiet = await startPair({}, 'info');
+    supervisor = quiet.sup;
+    await quiet.sup.ref<VictimProtocol>('victim').call('logBoth', { tag: 'b' });
+    await until(() => quiet.log.lines.some((l) => l.msg === 'info b'));
+    expect(quiet.log.lines.some((l) => l.msg === 'debug b')).toBe(false);
   });
 
   it('times out a call the actor never answers', async () => {
