@@ -5,35 +5,26 @@
  * returned to the caller and never logged or put into error messages: the token socket answers
  * with secrets, and requests carry the API token or a JWT-SVID.
  */
-import { request } from 'node:http';
+import { unixFetch } from '../unix-fetch.ts';
 
 export interface UnixResponse {
   status: number;
   body: Buffer;
 }
 
-/** One request; rejects with the socket error (ENOENT, ECONNREFUSED, EACCES…) or a timeout. */
-export function unixRequest(
+/** One request, body read whole; rejects with the socket error itself (ENOENT, ECONNREFUSED, EACCES, ETIMEDOUT…). */
+export async function unixRequest(
   socketPath: string,
   method: string,
   path: string,
   { headers = {}, body, timeoutMs = 10_000 }: { headers?: Record<string, string>; body?: string; timeoutMs?: number } = {},
 ): Promise<UnixResponse> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      // No keep-alive pool: nothing lingers once the command is done.
-      { socketPath, method, path, agent: false, headers: { host: 'localhost', ...(body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-    req.on('error', reject);
-    req.end(body);
-  });
+  try {
+    const res = await unixFetch(socketPath, `http://localhost${path}`, { method, headers, ...(body !== undefined ? { body } : {}), timeoutMs });
+    return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+  } catch (err) {
+    throw (err as { cause?: unknown }).cause ?? err;
+  }
 }
 
 /** The body as JSON, or undefined when it is not JSON. */

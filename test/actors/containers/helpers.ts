@@ -6,10 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type Docker from 'dockerode';
+import Docker from 'dockerode';
+import { afterAll, beforeAll } from 'vitest';
 import type { JobContainerSpec } from '../../../actors/containers/container-spec.ts';
 import { removeContainer } from '../../../actors/containers/podman-client.ts';
-import { TEST_IMAGE } from '../../support/podman.ts';
+import { TEST_IMAGE, type PodmanService } from '../../support/podman.ts';
 
 /** Unique per call, so concurrent test runs on the same Podman never collide. */
 export function newJobId(): string {
@@ -55,6 +56,40 @@ export class Cleanup {
     for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
     tempDirs.clear();
   }
+}
+
+export interface PodmanForFile<S extends PodmanService> {
+  readonly service: S;
+  readonly docker: Docker;
+  readonly cleanup: Cleanup;
+}
+
+/**
+ * A Podman API service for the whole test file (started before its tests), and the removal of
+ * the containers and temp dirs they registered with `cleanup` (after them).
+ */
+export function podmanForFile<S extends PodmanService>(start: () => Promise<S>): PodmanForFile<S> {
+  let service: S | undefined;
+  let docker: Docker | undefined;
+  const cleanup = new Cleanup();
+  beforeAll(async () => {
+    const started = await start();
+    service = started;
+    docker = new Docker({ socketPath: started.socketPath });
+  });
+  afterAll(async () => {
+    if (docker) await cleanup.run(docker);
+    await service?.stop();
+  });
+  return {
+    get service() {
+      return service!;
+    },
+    get docker() {
+      return docker!;
+    },
+    cleanup,
+  };
 }
 
 /** Resolves once the container's output contains `text` (polling its logs). */

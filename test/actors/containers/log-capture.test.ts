@@ -1,8 +1,7 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { readFileSync, statSync, writeFileSync, truncateSync, appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import Docker from 'dockerode';
 import {
   captureContainerLogs,
   captureLogStream,
@@ -13,32 +12,21 @@ import {
 } from '../../../actors/containers/log-capture.ts';
 import type { JobContainerSpec } from '../../../actors/containers/container-spec.ts';
 import { createAndStart, waitForExit } from '../../../actors/containers/podman-client.ts';
-import { startPodmanService, type PodmanService } from '../../support/podman.ts';
-import { Cleanup, tempDir, workerSpec } from './helpers.ts';
+import { startPodmanService } from '../../support/podman.ts';
+import { podmanForFile, tempDir, workerSpec } from './helpers.ts';
 
 const LINE = /^\[(\d\d):(\d\d):(\d\d)\.(\d{3})\] (.*)$/;
 const MiB = 1024 * 1024;
 const DAY = 86_400_000;
 
-let podman: PodmanService;
-let docker: Docker;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  podman = await startPodmanService();
-  docker = new Docker({ socketPath: podman.socketPath });
-});
-
-afterAll(async () => {
-  if (docker) await cleanup.run(docker);
-  await podman?.stop();
-});
+const pod = podmanForFile(startPodmanService);
+const { cleanup } = pod;
 
 /** The fresh-job flow: capture attached before the container starts. */
 async function runCaptured(spec: JobContainerSpec, options: LogCaptureOptions): Promise<{ id: string; capture: LogCapture }> {
   let capture: LogCapture | undefined;
-  const id = cleanup.container(await createAndStart(docker, spec, async (created) => {
-    capture = await startLogCapture(docker, created, options);
+  const id = cleanup.container(await createAndStart(pod.docker, spec, async (created) => {
+    capture = await startLogCapture(pod.docker, created, options);
   }));
   return { id, capture: capture! };
 }
@@ -85,7 +73,7 @@ describe('startLogCapture (attached before start)', () => {
     });
     const seen: string[] = [];
     const { id, capture } = await runCaptured(spec, { path, capBytes: MiB, onLine: (l) => seen.push(l) });
-    const exit = await waitForExit(docker, id);
+    const exit = await waitForExit(pod.docker, id);
     const result = await capture.done;
 
     expect(exit.exitCode).toBe(7);
@@ -114,8 +102,8 @@ describe('startLogCapture (attached before start)', () => {
 describe('captureContainerLogs (container already started: resume)', () => {
   it('catches up on heavy output exactly once', async () => {
     const path = join(tempDir('logs'), 'job.log');
-    const id = cleanup.container(await createAndStart(docker, workerSpec({ command: 'seq 1 50000; sleep 1; seq 50001 100000' })));
-    const result = await captureContainerLogs(docker, id, { path });
+    const id = cleanup.container(await createAndStart(pod.docker, workerSpec({ command: 'seq 1 50000; sleep 1; seq 50001 100000' })));
+    const result = await captureContainerLogs(pod.docker, id, { path });
     expect(lines(path).map((l) => Number(l.slice(15)))).toEqual(Array.from({ length: 100000 }, (_, i) => i + 1));
     expect(result).toEqual({ bytesWritten: statSync(path).size, truncated: false });
   });
@@ -132,7 +120,7 @@ describe('captureContainerLogs (container already started: resume)', () => {
     });
     await capture.done;
     const firstSize = statSync(path).size;
-    const result = await captureContainerLogs(docker, id, { path });
+    const result = await captureContainerLogs(pod.docker, id, { path });
 
     const texts = lines(path).map((l) => LINE.exec(l)?.[5]);
     expect([...new Set(texts)]).toEqual(Array.from({ length: 12 }, (_, i) => `line${i + 1}`));
@@ -146,17 +134,17 @@ describe('captureContainerLogs (container already started: resume)', () => {
     const path = join(tempDir('logs'), 'job.log');
     writeFileSync(path, 'x'.repeat(MiB - 40) + '\n');
     const spec = workerSpec({ command: 'echo short; echo a-line-that-does-not-fit-any-more' });
-    const id = cleanup.container(await createAndStart(docker, spec));
-    await waitForExit(docker, id);
+    const id = cleanup.container(await createAndStart(pod.docker, spec));
+    await waitForExit(pod.docker, id);
     // The file's mtime is older than the container: `since` lets everything through.
-    const first = await captureContainerLogs(docker, id, { path, capBytes: MiB });
+    const first = await captureContainerLogs(pod.docker, id, { path, capBytes: MiB });
     expect(first.truncated).toBe(true);
     expect(lines(path).slice(1).map((l) => l.replace(/^\[[^\]]+\] /, ''))).toEqual([
       'short',
       '[TRUNCATED - log exceeded 1 MB limit]',
     ]);
     const size = statSync(path).size;
-    expect(await captureContainerLogs(docker, id, { path, capBytes: MiB })).toEqual({ bytesWritten: size, truncated: true });
+    expect(await captureContainerLogs(pod.docker, id, { path, capBytes: MiB })).toEqual({ bytesWritten: size, truncated: true });
     expect(statSync(path).size).toBe(size);
   });
 });

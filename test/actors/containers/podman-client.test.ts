@@ -2,7 +2,6 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import Docker from 'dockerode';
 import {
   createAndStart,
   ensureImage,
@@ -13,28 +12,17 @@ import {
 } from '../../../actors/containers/podman-client.ts';
 import { isOomKill } from '../../../actors/containers/oom-watch.ts';
 import { startLogCapture } from '../../../actors/containers/log-capture.ts';
-import { startPodmanService, TEST_IMAGE, type PodmanService } from '../../support/podman.ts';
-import { Cleanup, tempDir, waitForOutput, workerSpec } from './helpers.ts';
+import { startPodmanService, TEST_IMAGE } from '../../support/podman.ts';
+import { podmanForFile, tempDir, waitForOutput, workerSpec } from './helpers.ts';
 import type { JobContainerSpec } from '../../../actors/containers/container-spec.ts';
 
-let podman: PodmanService;
-let docker: Docker;
-const cleanup = new Cleanup();
-
-beforeAll(async () => {
-  podman = await startPodmanService();
-  docker = new Docker({ socketPath: podman.socketPath });
-});
-
-afterAll(async () => {
-  if (docker) await cleanup.run(docker);
-  await podman?.stop();
-});
+const pod = podmanForFile(startPodmanService);
+const { cleanup } = pod;
 
 async function run(spec: JobContainerSpec): Promise<{ id: string; exitCode: number; oomKilled: boolean; output: string }> {
-  const id = cleanup.container(await createAndStart(docker, spec));
-  const exit = await waitForExit(docker, id);
-  const output = (await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })).toString('latin1');
+  const id = cleanup.container(await createAndStart(pod.docker, spec));
+  const exit = await waitForExit(pod.docker, id);
+  const output = (await pod.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })).toString('latin1');
   return { id, ...exit, output };
 }
 
@@ -62,7 +50,7 @@ describe('createAndStart', () => {
     });
     const { id, exitCode, output } = await run(spec);
     expect(exitCode).toBe(0);
-    const info = await docker.getContainer(id).inspect();
+    const info = await pod.docker.getContainer(id).inspect();
     expect(info.Name.replace(/^\//, '')).toBe(`job_${spec.jobId}`);
     expect(info.Config.Labels).toMatchObject({
       'flashpods-job': 'true',
@@ -127,13 +115,13 @@ describe('createAndStart', () => {
   it('removes a container that cannot start and rethrows', async () => {
     // runc cannot set a 1 MiB limit below the container's own startup usage.
     const spec = workerSpec({ memoryGb: 1 / 1024 });
-    await expect(createAndStart(docker, spec)).rejects.toThrow();
+    await expect(createAndStart(pod.docker, spec)).rejects.toThrow();
     // Attaching (log capture) before start surfaces the same failure; the container goes too.
     const attached = { ...spec, jobId: `${spec.jobId}-b` };
-    await expect(createAndStart(docker, attached, async (id) => {
-      await startLogCapture(docker, id, { path: join(tempDir('logs'), 'job.log') });
+    await expect(createAndStart(pod.docker, attached, async (id) => {
+      await startLogCapture(pod.docker, id, { path: join(tempDir('logs'), 'job.log') });
     })).rejects.toThrow();
-    const left = (await listJobContainers(docker)).filter((c) => [spec.jobId, attached.jobId].includes(c.jobId));
+    const left = (await listJobContainers(pod.docker)).filter((c) => [spec.jobId, attached.jobId].includes(c.jobId));
     expect(left).toEqual([]);
   });
 });
@@ -152,21 +140,21 @@ describe('waitForExit', () => {
   it('detects an OOM kill from cgroup evidence (exit 137, oomKilled)', async () => {
     // 256 MiB limit; dd's 400 MiB buffer cannot fit.
     const spec = workerSpec({ memoryGb: 0.25, command: 'exec dd if=/dev/zero of=/dev/null bs=400M count=1' });
-    const id = cleanup.container(await createAndStart(docker, spec));
-    const exit = await waitForExit(docker, id);
+    const id = cleanup.container(await createAndStart(pod.docker, spec));
+    const exit = await waitForExit(pod.docker, id);
     expect(exit.exitCode).toBe(137);
     expect(exit.oomKilled).toBe(true);
     // Podman 4.3 on cgroup v1 does not say so itself; the cgroup evidence did.
-    expect((await docker.getContainer(id).inspect()).State.OOMKilled).toBe(false);
+    expect((await pod.docker.getContainer(id).inspect()).State.OOMKilled).toBe(false);
   });
 
   it('does not call a SIGKILL we sent an OOM kill', async () => {
     const spec = workerSpec({ command: 'exec sleep 30' });
-    const id = cleanup.container(await createAndStart(docker, spec));
+    const id = cleanup.container(await createAndStart(pod.docker, spec));
     let killed = false;
-    const exited = waitForExit(docker, id, { killSent: () => killed });
+    const exited = waitForExit(pod.docker, id, { killSent: () => killed });
     killed = true;
-    await docker.getContainer(id).kill({ signal: 'SIGKILL' });
+    await pod.docker.getContainer(id).kill({ signal: 'SIGKILL' });
     expect(await exited).toMatchObject({ exitCode: 137, oomKilled: false });
   });
 
@@ -181,26 +169,26 @@ describe('waitForExit', () => {
 describe('killWithGrace', () => {
   it('SIGKILLs a job that ignores SIGTERM once the grace is over (137)', async () => {
     const spec = workerSpec({ command: 'trap "echo got-term" TERM; echo ready; while true; do sleep 0.1; done' });
-    const id = cleanup.container(await createAndStart(docker, spec));
-    await waitForOutput(docker, id, 'ready');
+    const id = cleanup.container(await createAndStart(pod.docker, spec));
+    await waitForOutput(pod.docker, id, 'ready');
     const started = Date.now();
-    expect(await killWithGrace(docker, id, 1000)).toBe('sigkilled');
+    expect(await killWithGrace(pod.docker, id, 1000)).toBe('sigkilled');
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
-    expect((await waitForExit(docker, id, { killSent: () => true })).exitCode).toBe(137);
-    await waitForOutput(docker, id, 'got-term');
+    expect((await waitForExit(pod.docker, id, { killSent: () => true })).exitCode).toBe(137);
+    await waitForOutput(pod.docker, id, 'got-term');
   });
 
   it('lets a job that exits on SIGTERM end with 143', async () => {
     const spec = workerSpec({ command: 'echo ready; exec sleep 30' });
-    const id = cleanup.container(await createAndStart(docker, spec));
-    await waitForOutput(docker, id, 'ready');
-    expect(await killWithGrace(docker, id, 5000)).toBe('exited-on-sigterm');
-    expect((await waitForExit(docker, id, { killSent: () => true })).exitCode).toBe(143);
+    const id = cleanup.container(await createAndStart(pod.docker, spec));
+    await waitForOutput(pod.docker, id, 'ready');
+    expect(await killWithGrace(pod.docker, id, 5000)).toBe('exited-on-sigterm');
+    expect((await waitForExit(pod.docker, id, { killSent: () => true })).exitCode).toBe(143);
   });
 
   it('reports a container that is no longer running', async () => {
     const { id } = await run(workerSpec());
-    expect(await killWithGrace(docker, id, 1000)).toBe('not-running');
+    expect(await killWithGrace(pod.docker, id, 1000)).toBe('not-running');
   });
 });
 
@@ -208,36 +196,36 @@ describe('listJobContainers and removeContainer', () => {
   it('lists job containers by label, whatever their state, and removes them', async () => {
     const running = workerSpec({ jobType: 'agent', command: undefined, task: 'exec sleep 30' });
     const exited = workerSpec();
-    const runningId = cleanup.container(await createAndStart(docker, running));
+    const runningId = cleanup.container(await createAndStart(pod.docker, running));
     const exitedId = (await run(exited)).id;
-    const unlabelled = await docker.createContainer({ Image: TEST_IMAGE, Cmd: ['true'] });
+    const unlabelled = await pod.docker.createContainer({ Image: TEST_IMAGE, Cmd: ['true'] });
     cleanup.container(unlabelled.id);
 
-    const ours = (await listJobContainers(docker)).filter((c) => [running.jobId, exited.jobId].includes(c.jobId));
+    const ours = (await listJobContainers(pod.docker)).filter((c) => [running.jobId, exited.jobId].includes(c.jobId));
     expect(ours).toHaveLength(2);
     expect(ours.find((c) => c.jobId === running.jobId)).toMatchObject({
       id: runningId, name: `job_${running.jobId}`, jobType: 'agent', state: 'running',
     });
     expect(ours.find((c) => c.jobId === exited.jobId)).toMatchObject({ id: exitedId, jobType: 'worker', state: 'exited' });
-    expect((await listJobContainers(docker)).some((c) => c.id === unlabelled.id)).toBe(false);
+    expect((await listJobContainers(pod.docker)).some((c) => c.id === unlabelled.id)).toBe(false);
 
-    await removeContainer(docker, runningId);
-    await removeContainer(docker, exitedId);
-    await removeContainer(docker, exitedId);
-    expect((await listJobContainers(docker)).filter((c) => [runningId, exitedId].includes(c.id))).toEqual([]);
+    await removeContainer(pod.docker, runningId);
+    await removeContainer(pod.docker, exitedId);
+    await removeContainer(pod.docker, exitedId);
+    expect((await listJobContainers(pod.docker)).filter((c) => [runningId, exitedId].includes(c.id))).toEqual([]);
   });
 });
 
 describe('ensureImage', () => {
   it('does nothing for a present image', async () => {
     const progress: string[] = [];
-    expect(await ensureImage(docker, TEST_IMAGE, (l) => progress.push(l))).toBe('present');
+    expect(await ensureImage(pod.docker, TEST_IMAGE, (l) => progress.push(l))).toBe('present');
     expect(progress).toEqual([]);
   });
 
   it('throws a clear error when the pull fails', async () => {
     const progress: string[] = [];
-    await expect(ensureImage(docker, 'localhost/flashpods-missing:test', (l) => progress.push(l)))
+    await expect(ensureImage(pod.docker, 'localhost/flashpods-missing:test', (l) => progress.push(l)))
       .rejects.toThrow(/^image pull failed for localhost\/flashpods-missing:test: .+/);
     expect(progress[0]).toBe('Pulling image localhost/flashpods-missing:test');
   });
