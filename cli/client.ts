@@ -12,6 +12,8 @@ import { SETTINGS } from '../actors/contract/config.ts';
 import { unixFetch } from './unix-fetch.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
+/** The variables the client commands read (FLASHPODS_PROFILE and FLASHPODS_HOME too, as the server does). */
+export const CLIENT_ENV: readonly string[] = ['FLASHPODS_URL', 'FLASHPODS_API_TOKEN', 'FLASHPODS_API_TOKEN_FILE'];
 
 /** A failure the user sees as `flashpods: <message>`; exit 1 unless said otherwise. */
 export class CliError extends Error {

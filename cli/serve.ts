@@ -11,6 +11,8 @@ import type { FlashpodsConfig } from '../actors/contract/config.ts';
 import { createLogger, type Logger } from '../runtime/log.ts';
 import { runSupervised } from '../runtime/run.ts';
 import { selectActors } from './actors.ts';
+import { missingPrerequisites } from './prerequisites.ts';
+import { unknownSettings } from './unknown-settings.ts';
 
 export class StartupError extends Error {}
 
@@ -33,6 +35,7 @@ function checkTokenFile(path: string): void {
 
 export async function serve(config: FlashpodsConfig, actorNames: string[]): Promise<void> {
   const logger = createLogger(config.log);
+  for (const u of unknownSettings(process.env)) logger.warn({ event: 'unknown_setting', variable: u.variable, nearest: u.nearest }, u.message);
   let specs;
   try {
     specs = selectActors(actorNames);
@@ -40,16 +43,24 @@ export async function serve(config: FlashpodsConfig, actorNames: string[]): Prom
     throw new StartupError((err as Error).message);
   }
   const names = specs.map((s) => s.name);
+  const missing = missingPrerequisites(config, names);
+  if (missing.length > 0) throw new StartupError(missing.join('\n'));
   if (config.profile === 'dev') {
-    for (const dir of [config.paths.uploads, config.paths.sealedUploads, config.paths.artifacts, config.paths.logs, dirname(config.paths.db), dirname(config.paths.tokenSocket), dirname(config.paths.apiSocket)]) {
-      mkdirSync(dir, { recursive: true });
-    }
+    // Each unit makes only its own directories: the token unit may run as a user of its own, who
+    // can write nothing of the API's (nix/modules/token-service.nix).
+    const { paths } = config;
+    const dirs = [
+      ...(names.some((n) => n !== 'tokens') ? [paths.uploads, paths.sealedUploads, paths.artifacts, paths.logs, dirname(paths.db), dirname(paths.apiSocket)] : []),
+      ...(names.includes('tokens') ? [dirname(paths.tokenSocket)] : []),
+    ];
+    for (const dir of dirs) mkdirSync(dir, { recursive: true });
     if (names.includes('api')) ensureDevToken(config.paths.apiTokenFile, logger);
   }
   if (names.includes('api')) checkTokenFile(config.paths.apiTokenFile);
 
   logger.info({ event: 'starting', actors: names, profile: config.profile }, `flashpods starting actors: ${names.join(', ')}`);
   if (config.faultInjection) logger.warn({ event: 'fault_injection' }, 'fault injection is ON: actors can be crashed through POST /_faults/crash/:actor (tests only)');
-  await runSupervised(specs, { logger, config, stopGraceMs: config.timing.shutdownGraceMs, faultInjection: config.faultInjection });
+  const timed = specs.map((s) => ({ ...s, startTimeoutMs: config.timing.actorStartMs }));
+  await runSupervised(timed, { logger, config, stopGraceMs: config.timing.shutdownGraceMs, faultInjection: config.faultInjection });
   logger.info({ event: 'ready', actors: names }, 'flashpods ready');
 }

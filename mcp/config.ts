@@ -60,6 +60,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'download_dir', env: 'FLASHPODS_DOWNLOAD_DIR', kind: 'path' },
 ];
 
+/** Every variable the shim reads: its settings, the token, the config file, main.ts's knobs. */
+export const SHIM_ENV: readonly string[] = [...SETTINGS.map((s) => s.env), 'FLASHPODS_API_TOKEN', 'FLASHPODS_MCP_CONFIG', 'FLASHPODS_MCP_LOG_LEVEL', 'FLASHPODS_MCP_WAIT_TICK_MS'];
+
 const DEFAULTS: Record<string, unknown> = {
   api_host: '10.0.0.1',
   api_port: 8080,

@@ -223,11 +223,19 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
       memory_gb: intIn(1, worker.maxMemoryGb, worker.defaultMemoryGb, 'memory_gb').describe(`Memory in GB, 1–${worker.maxMemoryGb} (default ${worker.defaultMemoryGb}); exceeding it kills the job (oom_killed).`),
       timeout_minutes: intIn(TIMEOUT_MINUTES.min, TIMEOUT_MINUTES.max, worker.defaultTimeoutMinutes, 'timeout_minutes')
         .describe(`Wall-clock limit in minutes, ${TIMEOUT_MINUTES.min}–${TIMEOUT_MINUTES.max} (default ${worker.defaultTimeoutMinutes}).`),
+      need_github_token: z.boolean().default(false)
+        .describe('true: the job gets the HOST\'s GitHub token as GITHUB_TOKEN (e.g. to clone private repositories). Only images built FROM flashpods/worker:latest ' +
+          '(whose entrypoint trades the container\'s identity for the token before the command) receive it; other images just run the command. Default false: no secret reaches the job.'),
     }),
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
-    fieldCodes: { command: 'missing_command', image: 'invalid_image', cpus: 'invalid_cpus', memory_gb: 'invalid_memory', timeout_minutes: 'invalid_timeout', files: 'invalid_argument' },
+    fieldCodes: {
+      command: 'missing_command', image: 'invalid_image', cpus: 'invalid_cpus', memory_gb: 'invalid_memory', timeout_minutes: 'invalid_timeout', files: 'invalid_argument',
+      need_github_token: 'invalid_argument',
+    },
     async run(args, call) {
-      const body: Record<string, unknown> = { type: 'worker', command: args.command, cpus: args.cpus, memory_gb: args.memory_gb, timeout_minutes: args.timeout_minutes };
+      const body: Record<string, unknown> = {
+        type: 'worker', command: args.command, cpus: args.cpus, memory_gb: args.memory_gb, timeout_minutes: args.timeout_minutes, need_github_token: args.need_github_token,
+      };
       if (args.image !== undefined) body.image = args.image;
       return createJob(ctx, call, body, args.files);
     },

@@ -3,7 +3,9 @@
  * Sending a local directory to the host (spec/storage.md "Uploads"): check it exists, pick an
  * id `upload_<12 chars>`, `rsync -az --delete --exclude … <dir>/ rsync://<host>/uploads/<id>/`,
  * then POST /uploads/{id}/finalize. rsync's progress (`--info=progress2`) becomes MCP progress;
- * "No space left on device" becomes `upload_disk_full`, any other rsync failure `upload_failed`.
+ * "No space left on device" becomes `upload_disk_full`, any other rsync failure `upload_failed`
+ * with a hint for what rsync saw (refused connection, unknown module, access denied, timeouts…)
+ * and that cause in `details.reason`.
  * rsync failing to connect (or the daemon being at its connection limit) is a network error and
  * is retried per the table (3 attempts); re-running rsync into the same id only sends what is
  * missing. An upload that cannot become a job is deleted again (best effort).
@@ -41,8 +43,9 @@ export interface UploadResult {
   rsync_attempts: number;
 }
 
+/** spec/mcp.md's generator, as written there: ids like upload_1b9d6bcd-bbf. */
 export function newUploadId(): string {
-  return `upload_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  return `upload_${randomUUID().slice(0, 12)}`;
 }
 
 /** The directory to upload, as an absolute path; a ToolFailure before anything is sent. */
@@ -88,7 +91,66 @@ export interface RsyncOutcome {
   spawnError?: NodeJS.ErrnoException;
 }
 
-/** The ToolFailure for a failed rsync run, or undefined when it should be retried as a network error. */
+/** What went wrong, told apart by rsync's exit code and the client's or daemon's own words. */
+interface Diagnosis {
+  reason: string;
+  matches: (outcome: RsyncOutcome) => RegExpExecArray | boolean | null;
+  /** `at` is host:port of the daemon. */
+  hint: (at: string, match: RegExpExecArray | boolean) => string;
+}
+
+const SETTINGS_HINT = 'FLASHPODS_RSYNC_HOST / FLASHPODS_RSYNC_PORT';
+
+/** First match wins; the daemon's @ERROR lines come before the exit codes they share. */
+const DIAGNOSES: Diagnosis[] = [
+  {
+    reason: 'unknown_module',
+    matches: (o) => /@ERROR: Unknown module '([^']*)'/.exec(o.stderr),
+    hint: (at) => `The rsync daemon at ${at} has no module "uploads": it is not Flashpods' upload daemon, or its config lacks the [uploads] module of scripts/rsyncd/rsyncd.conf.template; check ${SETTINGS_HINT}.`,
+  },
+  {
+    reason: 'access_denied',
+    matches: (o) => /@ERROR: access denied to \S+ from \S+ \(([^)]*)\)/.exec(o.stderr),
+    hint: (at, m) => `The rsync daemon at ${at} refused this machine (it sees it as ${(m as RegExpExecArray)[1]}): that address must be in the uploads module's "hosts allow".`,
+  },
+  {
+    reason: 'max_connections',
+    matches: (o) => /@ERROR: max connections/.test(o.stderr),
+    hint: (at) => `The rsync daemon at ${at} is at its connection limit (other uploads are running); try again shortly.`,
+  },
+  {
+    reason: 'daemon_refused',
+    matches: (o) => /@ERROR: (.*)/.exec(o.stderr),
+    hint: (at, m) => `The rsync daemon at ${at} refused the upload: ${(m as RegExpExecArray)[1]}.`,
+  },
+  {
+    reason: 'connection_refused',
+    matches: (o) => /Connection refused/.test(o.stderr),
+    hint: (at) => `Nothing accepts connections at ${at}: start the rsync daemon there (for a dev host, scripts/dev.sh starts one and prints the shim settings), or fix ${SETTINGS_HINT}.`,
+  },
+  {
+    reason: 'host_not_found',
+    matches: (o) => /getaddrinfo: .*(?:not known|Temporary failure in name resolution|No address)/.test(o.stderr),
+    hint: (at) => `The host name of ${at} does not resolve; fix FLASHPODS_RSYNC_HOST (the host's WireGuard address, e.g. 10.0.0.1).`,
+  },
+  {
+    reason: 'no_route',
+    matches: (o) => /No route to host|Network is unreachable/.test(o.stderr),
+    hint: (at) => `There is no route to ${at}: is WireGuard up (wg show)?`,
+  },
+  {
+    reason: 'connect_timeout',
+    matches: (o) => o.code === 35,
+    hint: (at) => `${at} did not accept the connection in time: is WireGuard up (wg show) and the host reachable?`,
+  },
+  {
+    reason: 'io_timeout',
+    matches: (o) => o.code === 30,
+    hint: (at) => `The connection to ${at} stalled (no data within rsync's --timeout): the network or the host stopped answering mid-upload; try again.`,
+  },
+];
+
+/** The ToolFailure for a failed rsync run; `details.reason` names what went wrong when it is known. */
 export function rsyncFailure(outcome: RsyncOutcome, target: string): ToolFailure {
   const detail = outcome.stderr.trim().split('\n').filter(Boolean).slice(-6).join('\n');
   if (outcome.spawnError) {
@@ -103,10 +165,14 @@ export function rsyncFailure(outcome: RsyncOutcome, target: string): ToolFailure
     });
   }
   const why = outcome.code !== null ? `rsync exited with code ${outcome.code}${EXIT_MEANING[outcome.code] ? ` (${EXIT_MEANING[outcome.code]})` : ''}` : `rsync was killed by ${outcome.signal}`;
-  let hint = '';
-  if (/access denied|refused|@ERROR: access/i.test(outcome.stderr)) hint = ' The rsync daemon refused this machine: its address must be in the module\'s "hosts allow".';
-  else if (outcome.code === 10 || outcome.code === 35) hint = ` Is WireGuard up and the rsync daemon listening at ${target}?`;
-  return new ToolFailure('upload_failed', `Uploading to ${target} failed: ${why}.${detail ? `\n${detail}` : ''}${hint}`, { rsync_exit_code: outcome.code });
+  const message = `Uploading to ${target} failed: ${why}.${detail ? `\n${detail}` : ''}`;
+  const { hostname, port } = new URL(target);
+  const at = `${hostname}:${port || 873}`;
+  for (const diagnosis of DIAGNOSES) {
+    const match = diagnosis.matches(outcome);
+    if (match) return new ToolFailure('upload_failed', `${message}\n${diagnosis.hint(at, match)}`, { rsync_exit_code: outcome.code, reason: diagnosis.reason });
+  }
+  return new ToolFailure('upload_failed', message, { rsync_exit_code: outcome.code });
 }
 
 let versionCheck: Promise<boolean> | undefined;
@@ -128,13 +194,15 @@ export interface RsyncRun {
   excludes: string[];
   signal?: AbortSignal | undefined;
   onProgress?: ((p: RsyncProgress) => void) | undefined;
+  /** rsync's --contimeout and --timeout; default 15 s to connect, 120 s without data. */
+  timeoutsSec?: { connect: number; io: number };
 }
 
 /** Runs rsync once. */
 export async function runRsync(run: RsyncRun): Promise<RsyncOutcome> {
   const progress2 = await rsyncHasProgress2();
   const args = [
-    '-az', '--delete', '--contimeout=15', '--timeout=120',
+    '-az', '--delete', `--contimeout=${run.timeoutsSec?.connect ?? 15}`, `--timeout=${run.timeoutsSec?.io ?? 120}`,
     ...(progress2 ? ['--info=progress2', '--no-inc-recursive'] : []),
     ...run.excludes.map((pattern) => `--exclude=${pattern}`),
     `${run.dir.replace(/\/+$/, '')}/`,

@@ -7,7 +7,8 @@
 import { Piscina } from 'piscina';
 
 export interface TaskPool<In, Out> {
-  run(input: In): Promise<Out>;
+  /** An aborted `signal` rejects the run and, if the task already started, ends its thread. */
+  run(input: In, options?: { signal?: AbortSignal }): Promise<Out>;
   destroy(): Promise<void>;
 }
 
@@ -20,7 +21,7 @@ export function createTaskPool<In, Out>(taskModule: URL, maxThreads = 2): TaskPo
     idleTimeout: 30_000,
   });
   return {
-    run: (input) => pool.run(input) as Promise<Out>,
+    run: (input, options) => pool.run(input, { signal: options?.signal }) as Promise<Out>,
     destroy: () => pool.destroy(),
   };
 }

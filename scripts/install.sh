@@ -15,8 +15,9 @@ if ((node_major < 20)); then
   exit 1
 fi
 
-# System packages Flashpods' own scripts and tests use (Podman's are in setup-podman.sh).
-APT_PACKAGES=(curl python3-venv iproute2 git nix-bin nftables rsync)
+# System packages Flashpods' own scripts and tests use (Podman's are in setup-podman.sh; sudo for
+# test/scripts/as-root.test.ts, which runs the README's commands as a sudoer).
+APT_PACKAGES=(curl python3-venv iproute2 git nix-bin nftables rsync sudo)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 build/CI machine (as root) for Flashpods' real-Podman tests:
-# packages, Podman config, /dev/net/tun, the rootless user `flashpods`, and the busybox test
+# packages, Podman config, /dev/net/tun, the rootless user `flashpods`, the token service's own
+# system user `flashpods-tokens` (as nix/modules/token-service.nix makes it), and the busybox test
 # image `localhost/busybox:test` for root and for flashpods (busybox applets, plus a stand-in
 # agent `/entrypoint.sh` that runs $FLASHPODS_TASK as a shell command).
 # Idempotent; fast when already done. Facts behind each step: shared/notes/podman-here.md.
@@ -12,6 +13,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export CONTAINERS_CONF="$SCRIPT_DIR/containers.conf"
 IMAGE=localhost/busybox:test
 USER_NAME=flashpods
+TOKEN_USER=flashpods-tokens
 PACKAGES=(podman runc slirp4netns uidmap fuse-overlayfs rsync nftables busybox-static catatonit)
 APPLETS=(sh echo cat ls id sleep env mkdir ln true false kill yes head tail dd seq wc tr printf
   touch rm cp mv stat grep sed cut date test nc pwd uname hostname whoami ps)
@@ -55,6 +57,12 @@ as_user() {
     CONTAINERS_CONF="$CONTAINERS_CONF" "$@")
 }
 
+ensure_token_user() {
+  id -u "$TOKEN_USER" >/dev/null 2>&1 && return
+  log "creating system user $TOKEN_USER"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$TOKEN_USER"
+}
+
 # The image's contents are stamped into a label so a change rebuilds it.
 ensure_image() {
   local stamp; stamp=$(printf '%s ' "${APPLETS[@]}" "$ENTRYPOINT" | sha256sum | cut -c1-16)
@@ -89,5 +97,6 @@ install_packages
 # slirp4netns needs it; it is 0600 on these VMs and 0666 on normal hosts.
 if [[ -c /dev/net/tun ]]; then chmod 0666 /dev/net/tun; else log "warning: no /dev/net/tun (slirp4netns unusable)"; fi
 ensure_user
+ensure_token_user
 ensure_image
 log "ready (CONTAINERS_CONF=$CONTAINERS_CONF)"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs everything, type-checks, and runs the whole test suite against real components.
+# Installs everything, type-checks, and runs the whole test suite against real components. As
+# root, or as a sudoer (it re-runs itself with sudo).
 # Ends with the plain line "N passed, N failed" so a run that executed no test is visible.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/scripts/as-root.sh"
 bash "$ROOT/scripts/install.sh"
 cd "$ROOT"
 

@@ -32,10 +32,7 @@ export type Routes = (app: Hono<AppEnv>) => void;
 
 /** Reads a JSON object body within the size limit; throws the contract errors otherwise. */
 export async function readJsonObject(c: Context, maxBytes: number): Promise<Record<string, unknown>> {
-  const declared = Number(c.req.header('content-length') ?? 0);
-  if (declared > maxBytes) throw apiError('payload_too_large', `The request body is larger than ${maxBytes} bytes.`);
-  const raw = await c.req.arrayBuffer();
-  if (raw.byteLength > maxBytes) throw apiError('payload_too_large', `The request body is larger than ${maxBytes} bytes.`);
+  const raw = await readBodyWithin(c, maxBytes);
   let parsed: unknown;
   try {
     parsed = JSON.parse(new TextDecoder().decode(raw));
@@ -44,6 +41,36 @@ export async function readJsonObject(c: Context, maxBytes: number): Promise<Reco
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw apiError('invalid_json', 'The request body must be a JSON object.');
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * The request body, read no further than `maxBytes`: a declared length over it is refused
+ * unread, and a chunked body is refused as soon as it passes the limit, not after arriving whole.
+ * The refusal closes the connection, so the server stops receiving the rest (without it the
+ * HTTP layer would drain it for up to 500 ms or 64 MB); a client still sending may then see the
+ * connection closed instead of the 413, which is its own doing: legitimate bodies are a few KB.
+ */
+async function readBodyWithin(c: Context, maxBytes: number): Promise<Uint8Array> {
+  const tooLarge = () => {
+    c.header('Connection', 'close');
+    return apiError('payload_too_large', `The request body is larger than ${maxBytes} bytes.`);
+  };
+  if (Number(c.req.header('content-length') ?? 0) > maxBytes) throw tooLarge();
+  const body = c.req.raw.body;
+  if (!body) return new Uint8Array();
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return Buffer.concat(chunks);
+    received += value.byteLength;
+    if (received > maxBytes) {
+      reader.releaseLock();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
 }
 
 function clientAddress(c: Context): string {

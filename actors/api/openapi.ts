@@ -5,7 +5,7 @@
  * route's real responses against this document.
  */
 import { ERRORS, type ErrorCode } from '../contract/errors.ts';
-import { JOB_STATES, JOB_TYPES, LIST_LIMIT, OUTPUT_TAIL, TIMEOUT_MINUTES } from '../contract/jobs.ts';
+import { ID_PATTERNS, JOB_STATES, JOB_TYPES, LIST_LIMIT, OUTPUT_TAIL, TIMEOUT_MINUTES } from '../contract/jobs.ts';
 import { VERSION } from './app.ts';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -40,7 +40,7 @@ const JOB_LINKS = Object.fromEntries(
 );
 
 const jobId = { name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'A job id (job_…).' };
-const uploadId = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^upload_[A-Za-z0-9]{12}$' } };
+const uploadId = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: ID_PATTERNS.upload.source } };
 
 export const OPENAPI = {
   openapi: '3.1.0',
@@ -65,7 +65,7 @@ export const OPENAPI = {
     '/uploads/{id}/finalize': {
       post: {
         operationId: 'finalizeUpload', summary: 'Finalize an upload written by rsync', parameters: [uploadId],
-        responses: { 200: { description: 'finalized', content: json(ref('UploadFinalized')) }, ...errors('invalid_upload_id', 'upload_not_found', 'upload_already_finalized', 'upload_already_consumed', 'upload_expired', 'insufficient_storage') },
+        responses: { 200: { description: 'finalized', content: json(ref('UploadFinalized')) }, ...errors('invalid_upload_id', 'upload_not_found', 'upload_in_progress', 'upload_already_finalized', 'upload_already_consumed', 'upload_expired', 'insufficient_storage') },
       },
     },
     '/uploads/{id}': {
@@ -182,7 +182,7 @@ export const OPENAPI = {
           cpus: { type: 'integer', minimum: 1, description: 'Clamped to the type maximum (worker 8, agent 4).' },
           memory_gb: { type: 'integer', minimum: 1, description: 'Clamped to the type maximum (worker 16, agent 8).' },
           timeout_minutes: { type: 'integer', minimum: TIMEOUT_MINUTES.min, maximum: TIMEOUT_MINUTES.max },
-          need_github_token: { type: 'boolean', default: false, description: 'Worker: the container gets FLASHPODS_NEED_GITHUB_TOKEN=true; an image whose entrypoint is flashpods-tokens (images/worker) trades its SPIRE identity for GITHUB_TOKEN before the command. Ignored for agents, which always get their tokens.' },
+          need_github_token: { type: 'boolean', default: false, description: 'Worker: the container gets the SPIRE and token sockets and FLASHPODS_NEED_GITHUB_TOKEN=true; an image whose entrypoint is flashpods-tokens (images/worker) trades its SPIRE identity for GITHUB_TOKEN before the command. Without it a worker gets neither socket and no way to any secret. Ignored for agents, which always get their tokens.' },
         },
       },
       JobCreated: {

@@ -4,14 +4,13 @@
  * rsync creates its directory; until it is finalized the database may not know it, so GET
  * describes such a directory as `uploading`.
  */
-import { statSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Hono } from 'hono';
 import type { ActorRef } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
-import { apiError } from '../contract/errors.ts';
 import type { SchedulerProtocol } from '../scheduler/messages.ts';
-import { checkUploadId } from '../scheduler/uploads.ts';
+import { checkUploadId, lstatUploadDir, uploadCreatedAt } from '../scheduler/uploads.ts';
 import type { AppEnv } from './app.ts';
 import type { Reads } from './reads.ts';
 import { uploadView } from './views.ts';
@@ -38,14 +37,12 @@ export function uploadsRoutes({ config, reads, scheduler }: UploadsRoutesDeps) {
       checkUploadId(id);
       const row = reads.upload(id);
       if (row) return c.json(uploadView(row));
-      let created: number;
-      try {
-        const st = statSync(join(config.paths.uploads, id));
-        if (!st.isDirectory()) throw new Error('not a directory');
-        created = Math.round(st.birthtimeMs || st.ctimeMs);
-      } catch {
-        throw apiError('upload_not_found', `No upload ${id}: rsync the directory to rsync://<host>/uploads/${id}/ first.`);
-      }
+      // The same judgement as finalize's: a link or a foreign directory is no upload. While a
+      // finalize holds it (out of the module, not yet in the database) it is still uploading.
+      const inModule = join(config.paths.uploads, id);
+      const beingSealed = join(config.paths.sealedUploads, id);
+      const path = !lstatSync(inModule, { throwIfNoEntry: false }) && lstatSync(beingSealed, { throwIfNoEntry: false }) ? beingSealed : inModule;
+      const created = uploadCreatedAt(lstatUploadDir(path, id, process.geteuid!()));
       return c.json(uploadView({
         id, user_id: 'default', state: 'uploading', size_bytes: null, file_count: null, created_at: created,
         finalized_at: null, consumed_at: null, expires_at: created + config.ttl.uploadUnfinalizedMs, job_id: null,

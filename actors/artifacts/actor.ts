@@ -9,30 +9,40 @@ import { defineActor } from '../../runtime/actor.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import type { SchedulerProtocol } from '../scheduler/messages.ts';
-import type { Dropped, IndexInput, IndexOutput } from './index-tree.task.ts';
-import type { ArtifactsProtocol } from './messages.ts';
+import { PATH_MAX, type DropReason, type Dropped, type IndexInput, type IndexOutput } from './index-tree.task.ts';
+import { indexAbortMs, notIndexedNote, type ArtifactsProtocol } from './messages.ts';
 
 let pool: TaskPool<IndexInput, IndexOutput> | undefined;
 
-const REASONS: Record<Dropped['reason'], string> = {
+const REASONS: Record<DropReason, string> = {
   escaping_symlink: 'symlink pointing outside /artifacts',
+  unresolvable_symlink: 'dangling or looping symlink',
   invalid_name: 'invalid name',
+  path_too_long: `entry whose path passes ${PATH_MAX} bytes`,
+  unreadable: 'unreadable entry',
+  vanished: 'entry that vanished while indexing',
   file_too_large: 'file over the per-file limit',
   too_many_files: 'over the file-count limit',
   job_too_large: 'over the per-job size limit',
+  out_of_time: 'not indexed within the time budget',
+  withheld: 'artifact withheld, holding entries that could not be removed',
 };
 
-/** "artifacts dropped: 1 file over the per-file limit (big.bin); …" — symlinks only warn. */
+/** A path as the note shows it: a 4 KB path would drown the job's error. */
+function shown({ path, code }: Dropped['examples'][number]): string {
+  const short = path.length > 120 ? `${path.slice(0, 60)}…${path.slice(-40)}` : path;
+  return code ? `${short}: ${code}` : short;
+}
+
+/** "artifacts dropped: 1 file over the per-file limit (big.bin); …" — escaping symlinks only warn. */
 export function describeDropped(dropped: Dropped[]): string | undefined {
-  const limited = dropped.filter((d) => d.reason !== 'escaping_symlink');
-  if (limited.length === 0) return undefined;
-  const groups = new Map<Dropped['reason'], string[]>();
-  for (const d of limited) groups.set(d.reason, [...(groups.get(d.reason) ?? []), d.path]);
-  const parts = [...groups].map(([reason, paths]) => {
-    const shown = paths.slice(0, 3).join(', ') + (paths.length > 3 ? `, … ${paths.length - 3} more` : '');
-    return `${paths.length} ${REASONS[reason]} (${shown})`;
-  });
-  return `artifacts dropped: ${parts.join('; ')}`;
+  const parts = dropped
+    .filter((d) => d.reason !== 'escaping_symlink')
+    .map(({ reason, count, examples }) => {
+      const more = count > 3 ? `, … ${count - 3} more` : '';
+      return `${count} ${REASONS[reason]} (${examples.slice(0, 3).map(shown).join(', ')}${more})`;
+    });
+  return parts.length === 0 ? undefined : `artifacts dropped: ${parts.join('; ')}`;
 }
 
 export default defineActor<ArtifactsProtocol, FlashpodsConfig>({
@@ -41,25 +51,38 @@ export default defineActor<ArtifactsProtocol, FlashpodsConfig>({
     const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
     pool = createTaskPool<IndexInput, IndexOutput>(new URL('./index-tree.task.ts', import.meta.url), 1);
     const tasks = pool;
+    const budgetMs = config.timing.artifactIndexBudgetMs;
     return {
       async indexJob({ jobId }) {
         const started = performance.now();
         log.debug(`job ${jobId}: indexing artifacts`, { event: 'artifacts_indexing', job_id: jobId });
-        const result = await tasks.run({
-          dir: join(config.paths.artifacts, jobId),
-          fileMaxBytes: config.limits.artifactFileMaxBytes,
-          jobMaxBytes: config.limits.artifactJobMaxBytes,
-          maxFiles: config.limits.artifactMaxFiles,
-        });
+        let result: IndexOutput;
+        try {
+          // The walk stops itself at the budget; the signal ends a thread that does not.
+          result = await tasks.run(
+            { dir: join(config.paths.artifacts, jobId), fileMaxBytes: config.limits.artifactFileMaxBytes, jobMaxBytes: config.limits.artifactJobMaxBytes, maxEntries: config.limits.artifactMaxFiles, budgetMs },
+            { signal: AbortSignal.timeout(indexAbortMs(budgetMs)) },
+          );
+        } catch (err) {
+          const why = (err as Error).name === 'AbortError' || (err as Error).name === 'TimeoutError' ? `still running ${indexAbortMs(budgetMs) / 1000} s after it started` : (err as Error).message;
+          log.error(`job ${jobId}: the artifact indexer stopped (${why}); the job finishes with no artifacts listed. Its files stay in ${join(config.paths.artifacts, jobId)} until cleanup.`, {
+            event: 'artifacts_index_failed', job_id: jobId,
+          });
+          await scheduler.call('recordArtifacts', { jobId, artifacts: [] });
+          return { artifacts: 0, note: notIndexedNote(why), failure: undefined };
+        }
         if (!result.ok) {
           log.warn(`job ${jobId}: indexing artifacts failed: ${result.message}`, { event: 'artifacts_failed', job_id: jobId, code: result.code });
           await scheduler.call('recordArtifacts', { jobId, artifacts: [] });
           return { artifacts: 0, note: undefined, failure: `${result.code}: ${result.message}` };
         }
-        for (const d of result.dropped) {
-          const fields = { event: 'artifact_dropped', job_id: jobId, path: d.path, reason: d.reason };
-          if (d.reason === 'escaping_symlink') log.warn(`job ${jobId}: removed ${d.path}, a symlink that escapes /artifacts`, fields);
-          else log.info(`job ${jobId}: dropped ${d.path} (${REASONS[d.reason]})`, fields);
+        for (const { reason, count, examples } of result.dropped) {
+          for (const example of examples) {
+            const fields = { event: 'artifact_dropped', job_id: jobId, path: example.path, reason, code: example.code };
+            if (reason === 'escaping_symlink') log.warn(`job ${jobId}: removed ${shown(example)}, a symlink that escapes /artifacts`, fields);
+            else log.info(`job ${jobId}: dropped ${shown(example)} (${REASONS[reason]})`, fields);
+          }
+          if (count > examples.length) log.info(`job ${jobId}: dropped ${count - examples.length} more (${REASONS[reason]})`, { event: 'artifact_dropped', job_id: jobId, reason, count: count - examples.length });
         }
         for (const a of result.artifacts.filter((x) => x.name.startsWith('.'))) {
           log.info(`job ${jobId}: hidden artifact ${a.name}`, { event: 'artifact_hidden', job_id: jobId, name: a.name });

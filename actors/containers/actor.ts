@@ -7,6 +7,7 @@
  */
 import Docker from 'dockerode';
 import { defineActor } from '../../runtime/actor.ts';
+import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import { JOB_ERRORS } from '../contract/jobs.ts';
 import type { Finish } from '../scheduler/jobs-store.ts';
@@ -16,6 +17,7 @@ import { openDatabase, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/rows.ts';
 import type { ArtifactsProtocol } from '../artifacts/messages.ts';
 import { indexArtifacts, JobRunner, type RunnerDeps } from './job-runner.ts';
+import type { MeasureDiskInput, MeasureDiskOutput } from './measure-disk.task.ts';
 import type { ContainersProtocol, ReconcileReport } from './messages.ts';
 import { listJobContainers, removeContainer, type JobContainer } from './podman-client.ts';
 
@@ -23,6 +25,8 @@ import { listJobContainers, removeContainer, type JobContainer } from './podman-
 const PENDING_MAX_MS = 5 * 60_000;
 
 let db: Db | undefined;
+/** One thread: the disk passes of all running jobs take turns, so together they use one core at most. */
+let diskPool: TaskPool<MeasureDiskInput, MeasureDiskOutput> | undefined;
 let reconcileTimer: NodeJS.Timeout | undefined;
 const runners = new Map<string, JobRunner>();
 
@@ -34,7 +38,9 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     db = openDatabase(config.paths.db, { readonly: true });
     const reads = db;
     const instanceId = reads.prepare("SELECT value FROM meta WHERE key = 'instance_id'").pluck().get() as string;
-    const deps: RunnerDeps = { docker, config, scheduler, artifacts: ctx.peer<ArtifactsProtocol>('artifacts'), log, instanceId };
+    diskPool = createTaskPool<MeasureDiskInput, MeasureDiskOutput>(new URL('./measure-disk.task.ts', import.meta.url), 1);
+    const measureDisk = diskPool.run;
+    const deps: RunnerDeps = { docker, config, scheduler, artifacts: ctx.peer<ArtifactsProtocol>('artifacts'), log, instanceId, measureDisk };
     let podmanReachable = false;
     let warnedUnreachable = false;
 
@@ -182,11 +188,13 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     };
   },
 
-  stop() {
+  async stop() {
     clearTimeout(reconcileTimer);
     for (const runner of runners.values()) runner.detach();
     runners.clear();
     db?.close();
     db = undefined;
+    await diskPool?.destroy();
+    diskPool = undefined;
   },
 });

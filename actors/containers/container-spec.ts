@@ -2,7 +2,7 @@
  * @module actors/containers/container-spec
  * The Docker-compatible create options of a job container, exactly as fixed by
  * spec/containers.md: name, labels, limits, user namespace, network, hardening, init, mounts,
- * command and environment. Pure: no I/O.
+ * command and environment; plus a pids limit, which the contract leaves open. Pure: no I/O.
  */
 import type { ContainerCreateOptions } from 'dockerode';
 
@@ -18,11 +18,16 @@ export const JOB_TYPE_LABEL = 'flashpods-job-type';
  */
 export const INSTANCE_LABEL = 'flashpods-instance';
 
-/** A host socket mounted read-only into the container (same path in production). */
-export interface SocketMount {
-  host: string;
-  container: string;
+/** Host paths of the identity sockets (spec/identity.md); identityMounts decides who gets which. */
+export interface IdentitySockets {
+  /** The SPIRE agent's Workload API socket. */
+  spire?: string;
+  /** The token service's socket. */
+  token?: string;
 }
+
+/** Where the identity sockets appear inside a container (images/lib/identity.sh dials these). */
+export const CONTAINER_SOCKETS = { spire: '/run/spire/sockets/agent.sock', token: '/run/flashpods/token.sock' } as const;
 
 export interface JobContainerSpec {
   jobId: string;
@@ -37,18 +42,20 @@ export interface JobContainerSpec {
   cpus: number;
   /** GiB. The API only admits integers; fractions are accepted here so tests can use small limits. */
   memoryGb: number;
+  /** Most processes and threads the container may hold at once (config limits.pidsMax). */
+  pidsLimit: number;
   /** Host directory mounted at /work (ro for workers, rw for agents); no /work mount without it. */
   uploadDir?: string;
   /** Host directory mounted rw at /artifacts. */
   artifactsDir: string;
-  /** The SPIRE and token sockets (createAndStart skips ones absent on the host). */
-  socketMounts: SocketMount[];
+  /** The SPIRE and token sockets on the host (createAndStart leaves out ones absent there). */
+  identitySockets?: IdentitySockets;
+  /** Worker only: POST /jobs `need_github_token` — the only way a worker gets the identity sockets. */
+  needGithubToken?: boolean;
   /** Rootless Podman: run with `--userns=keep-id` so the container uid is the host `flashpods`. */
   rootless: boolean;
   /** `slirp4netns` in production; tests may choose another mode. */
   networkMode: string;
-  /** Non-secret flags such as `FLASHPODS_NEED_GITHUB_TOKEN=true`. */
-  extraEnv?: Record<string, string>;
   /** The Flashpods instance (its database) that owns the container; see INSTANCE_LABEL. */
   instanceId?: string;
 }
@@ -65,9 +72,9 @@ export function jobContainerOptions(spec: JobContainerSpec): ContainerCreateOpti
   const binds = [
     ...(spec.uploadDir ? [`${spec.uploadDir}:/work:${spec.jobType === 'agent' ? 'rw' : 'ro'}`] : []),
     `${spec.artifactsDir}:/artifacts:rw`,
-    ...spec.socketMounts.map((m) => `${m.host}:${m.container}:ro`),
+    ...identityMounts(spec).map(([host, container]) => `${host}:${container}:ro`),
   ];
-  const env = { ...(spec.jobType === 'agent' ? agentEnv(spec) : {}), ...spec.extraEnv };
+  const env = spec.jobType === 'agent' ? agentEnv(spec) : workerEnv(spec);
   return {
     name: jobContainerName(spec.jobId),
     Image: spec.image,
@@ -84,6 +91,7 @@ export function jobContainerOptions(spec: JobContainerSpec): ContainerCreateOpti
       Memory: memory,
       // Equal to Memory: no swap on top of the limit.
       MemorySwap: memory,
+      PidsLimit: spec.pidsLimit,
       // The compat API passes this through to Podman's --userns parser.
       ...(spec.rootless ? { UsernsMode: 'keep-id' } : {}),
       NetworkMode: spec.networkMode,
@@ -93,6 +101,28 @@ export function jobContainerOptions(spec: JobContainerSpec): ContainerCreateOpti
       Binds: binds,
     },
   };
+}
+
+/**
+ * [host, container] pairs of the identity sockets this job gets. An agent always exchanges tokens;
+ * a worker only when it asked (`need_github_token`), and otherwise gets neither socket: without
+ * the token socket it cannot trade an SVID for GITHUB_TOKEN (an `npm install` script included),
+ * and nothing in the contract gives a worker any other use for an SVID (the token service is its
+ * only relying party), so the SPIRE socket is left out too — least privilege, and no Workload API
+ * for arbitrary worker code to talk to.
+ */
+export function identityMounts(spec: Pick<JobContainerSpec, 'jobType' | 'needGithubToken' | 'identitySockets'>): Array<[string, string]> {
+  if (spec.jobType === 'worker' && !spec.needGithubToken) return [];
+  const { spire, token } = spec.identitySockets ?? {};
+  return [
+    ...(spire ? [[spire, CONTAINER_SOCKETS.spire] as [string, string]] : []),
+    ...(token ? [[token, CONTAINER_SOCKETS.token] as [string, string]] : []),
+  ];
+}
+
+/** The worker's flag for its image's entrypoint (images/worker/flashpods-tokens); no secret. */
+function workerEnv(spec: JobContainerSpec): Record<string, string> {
+  return spec.needGithubToken ? { FLASHPODS_NEED_GITHUB_TOKEN: 'true' } : {};
 }
 
 function agentEnv(spec: JobContainerSpec): Record<string, string> {

@@ -10,11 +10,14 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 import type { ActorLog, ActorRef } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
-import type { ArtifactsProtocol, IndexSummary } from '../artifacts/messages.ts';
+import { indexCallTimeoutMs, notIndexedNote, type ArtifactsProtocol, type IndexSummary } from '../artifacts/messages.ts';
 import type { SchedulerProtocol } from '../scheduler/messages.ts';
 import type { JobRow } from '../store/rows.ts';
 import type { JobContainerSpec } from './container-spec.ts';
+import { diskBudget, watchDisk, type DiskWatch, type WritablePlace } from './disk-watch.ts';
+import type { MeasureDiskInput, MeasureDiskOutput } from './measure-disk.task.ts';
 import { formatLogTime, startLogCapture, type LogCapture, type LogCaptureOptions } from './log-capture.ts';
+import { checkMountSource, MountSourceRefused } from './mount-source.ts';
 import { createAndStart, ensureImage, killWithGrace, removeContainer, waitForExit } from './podman-client.ts';
 
 export interface RunnerDeps {
@@ -25,10 +28,9 @@ export interface RunnerDeps {
   log: ActorLog;
   /** Labels every container this instance creates (see INSTANCE_LABEL). */
   instanceId: string;
+  /** The disk a job's writable places take up, measured off the event loop (measure-disk.task.ts). */
+  measureDisk: (input: MeasureDiskInput) => Promise<MeasureDiskOutput>;
 }
-
-/** Walking a large /artifacts tree can take a while; it runs off the event loop meanwhile. */
-const INDEX_TIMEOUT_MS = 10 * 60_000;
 
 /**
  * The end of a log capture. A log that cannot be written (the logs volume is full) must not
@@ -47,9 +49,20 @@ export async function settleCapture(deps: RunnerDeps, jobId: string, capture: Lo
   }
 }
 
-/** Indexes the job's artifacts before its final status is written (storage.md). */
-export function indexArtifacts(deps: RunnerDeps, jobId: string): Promise<IndexSummary> {
-  return deps.artifacts.call('indexJob', { jobId }, { timeoutMs: INDEX_TIMEOUT_MS });
+/**
+ * Indexes the job's artifacts before its final status is written (storage.md). Never throws
+ * for the indexer's sake: an indexer that crashed or does not answer leaves the job with no
+ * artifacts listed and a note, rather than running forever with its resources reserved.
+ */
+export async function indexArtifacts(deps: RunnerDeps, jobId: string): Promise<IndexSummary> {
+  try {
+    return await deps.artifacts.call('indexJob', { jobId }, { timeoutMs: indexCallTimeoutMs(deps.config.timing.artifactIndexBudgetMs) });
+  } catch (err) {
+    const why = (err as Error).message;
+    deps.log.error(`job ${jobId}: the artifacts actor did not index (${why}); the job finishes with no artifacts listed`, { event: 'artifacts_index_failed', job_id: jobId });
+    await deps.scheduler.call('recordArtifacts', { jobId, artifacts: [] });
+    return { artifacts: 0, note: notIndexedNote(why), failure: undefined };
+  }
 }
 
 const TRUNCATION = '[TRUNCATED - log exceeded';
@@ -62,6 +75,9 @@ export class JobRunner {
   private killing: Promise<void> | undefined;
   private timeoutTimer: NodeJS.Timeout | undefined;
   private cancelRequested = false;
+  /** Set when the disk watch killed the job: the `error` it fails with. */
+  private diskFailure: string | undefined;
+  private diskWatch: DiskWatch | undefined;
   private readonly stopCapture = new AbortController();
 
   constructor(jobId: string, deps: RunnerDeps) {
@@ -97,13 +113,11 @@ export class JobRunner {
       gitBranch: job.git_branch ?? undefined,
       cpus: job.cpus,
       memoryGb: job.memory_gb,
+      pidsLimit: config.limits.pidsMax,
       uploadDir: job.files_id ? join(config.paths.sealedUploads, job.files_id) : undefined,
       artifactsDir,
-      socketMounts: [
-        { host: config.paths.spireSocket, container: '/run/spire/sockets/agent.sock' },
-        { host: config.paths.tokenSocket, container: '/run/flashpods/token.sock' },
-      ],
-      extraEnv: job.job_type === 'worker' && job.need_github_token === 1 ? { FLASHPODS_NEED_GITHUB_TOKEN: 'true' } : undefined,
+      identitySockets: { spire: config.paths.spireSocket, token: config.paths.tokenSocket },
+      needGithubToken: job.job_type === 'worker' && job.need_github_token === 1,
       rootless: config.podman.rootless,
       networkMode: config.podman.networkMode,
       instanceId: this.deps.instanceId,
@@ -119,9 +133,14 @@ export class JobRunner {
     let containerId: string;
     let capture: LogCapture | undefined;
     // Attach before start: the only way Podman hands over every line (see log-capture.ts).
-    const create = () => createAndStart(docker, this.spec(job), async (id) => {
-      capture = await startLogCapture(docker, id, { ...this.captureOptions(job.id), justCreated: true });
-    });
+    const create = () => {
+      const spec = this.spec(job);
+      // Before every create (a pull may have taken minutes): Podman follows links in a bind source.
+      if (spec.uploadDir) checkMountSource(spec.uploadDir, process.geteuid!());
+      return createAndStart(docker, spec, async (id) => {
+        capture = await startLogCapture(docker, id, { ...this.captureOptions(job.id), justCreated: true });
+      });
+    };
     try {
       try {
         containerId = await create();
@@ -133,6 +152,7 @@ export class JobRunner {
         containerId = await create();
       }
     } catch (err) {
+      if (err instanceof MountSourceRefused) return await this.refuseUploadMount(job, err);
       const message = (err as Error).message;
       this.note(`Flashpods could not start the container: ${message}`);
       return await this.endWithoutContainer(`container_start_failed: ${message}`);
@@ -152,13 +172,15 @@ export class JobRunner {
     await this.follow({ ...job, started_at: job.started_at ?? startedAt }, capture, true);
   }
 
-  /** Cancel (or timeout): SIGTERM → grace → SIGKILL. Safe to call more than once. */
+  /** Cancel (or timeout): SIGTERM to every process → grace → SIGKILL. Safe to call more than once. */
   kill(): Promise<void> {
     this.cancelRequested = true;
     if (!this.containerId) return Promise.resolve();
     this.killing ??= (async () => {
       this.killSent = true;
-      const outcome = await killWithGrace(this.deps.docker, this.containerId!, this.deps.config.timing.killGraceMs);
+      const outcome = await killWithGrace(this.deps.docker, this.containerId!, this.deps.config.timing.killGraceMs, (reason) => {
+        this.deps.log.warn(`job ${this.jobId}: SIGTERM reached its main process only, not its other processes (${reason}); whatever is left gets SIGKILL after the grace`, { event: 'job_kill_main_only', job_id: this.jobId });
+      });
       this.deps.log.info(`job ${this.jobId} kill: ${outcome}`, { event: 'job_kill', job_id: this.jobId, outcome });
     })();
     return this.killing;
@@ -167,6 +189,7 @@ export class JobRunner {
   /** Stops following without touching the container (runtime shutdown); reconcile adopts it later. */
   detach(): void {
     clearTimeout(this.timeoutTimer);
+    this.diskWatch?.stop();
     this.stopCapture.abort();
   }
 
@@ -193,6 +216,7 @@ export class JobRunner {
     const captureEnd = settleCapture(this.deps, job.id, capture);
     captureEnd.catch(() => undefined);
 
+    this.diskWatch = await this.watchDisk(containerId);
     const lostPodman = new AbortController();
     const watchdog = setInterval(() => {
       docker.ping().catch(() => {
@@ -207,19 +231,57 @@ export class JobRunner {
       exit = await waitForExit(docker, containerId, { killSent: () => this.killSent, signal: lostPodman.signal });
     } finally {
       clearInterval(watchdog);
+      this.diskWatch.stop();
     }
     clearTimeout(this.timeoutTimer);
     const captured = await captureEnd;
     if (captured.truncated) await scheduler.call('jobLogTruncated', { jobId: job.id });
     await this.killing;
     const indexed = await indexArtifacts(this.deps, job.id);
-    const finish = { exitCode: exit.exitCode, oomKilled: exit.oomKilled, error: indexed.note, failure: indexed.failure };
+    const finish = { exitCode: exit.exitCode, oomKilled: exit.oomKilled, error: indexed.note, failure: this.diskFailure ?? indexed.failure };
     await scheduler.call('jobExited', { jobId: job.id, finish });
     await removeContainer(docker, containerId);
     const { job: finished } = await scheduler.call('jobFinished', { jobId: job.id, finish, released: true });
     this.deps.log.info(`job ${job.id} exited with ${exit.exitCode}`, {
       event: 'job_exited', job_id: job.id, exit_code: exit.exitCode, oom_killed: exit.oomKilled, status: finished?.status, resumed,
     });
+  }
+
+  /**
+   * Watches what the job writes to the host's disk: its /artifacts, an agent's /work (the mounts
+   * the container really has), its container filesystem (overlay's upper directory) and files
+   * its processes deleted but keep open.
+   */
+  private async watchDisk(containerId: string): Promise<DiskWatch> {
+    const { config, docker, log } = this.deps;
+    const info = await docker.getContainer(containerId).inspect().catch(() => undefined);
+    // Gone already: the wait that follows sees the exit, and there is nothing left to measure.
+    if (!info) return { stop: () => undefined };
+    const places: WritablePlace[] = info.Mounts
+      .filter((m) => m.RW && (m.Destination === '/artifacts' || m.Destination === '/work'))
+      .map((m) => ({ hostPath: m.Source, name: m.Destination }));
+    const upperDir = (info.GraphDriver?.Data as { UpperDir?: string } | undefined)?.UpperDir;
+    if (upperDir) places.push({ hostPath: upperDir, name: 'its container filesystem' });
+    else log.warn(`job ${this.jobId}: Podman names no upper directory for its container (storage driver ${info.GraphDriver?.Name}); its container filesystem is not measured`, { event: 'disk_watch_partial', job_id: this.jobId });
+    return watchDisk({
+      places,
+      containerPid: info.State.Pid > 0 ? info.State.Pid : undefined,
+      budget: diskBudget(config.limits),
+      intervalMs: config.timing.diskCheckIntervalMs,
+      measure: this.deps.measureDisk,
+      onOver: (error, usage) => void this.killOverDisk(containerId, error, usage),
+      onUnreadable: ({ count, examples }) => log.warn(`job ${this.jobId}: ${count} of its directories cannot be read to measure its disk use (${examples.join(', ')})`, { event: 'disk_watch_partial', job_id: this.jobId }),
+      onPassFailed: (err) => log.warn(`job ${this.jobId}: measuring its disk use failed (${err.message}); the next pass tries again`, { event: 'disk_watch_failed', job_id: this.jobId }),
+    });
+  }
+
+  /** SIGKILL at once, without the grace of a cancel: a grace would only let the job write more. */
+  private async killOverDisk(containerId: string, error: string, usage: MeasureDiskOutput): Promise<void> {
+    this.diskFailure = error;
+    this.killSent = true;
+    this.deps.log.warn(`job ${this.jobId}: ${error}`, { event: 'job_disk_exceeded', job_id: this.jobId, bytes: usage.bytes, entries: usage.entries });
+    // It may have exited meanwhile; the exit is what follow() waits for either way.
+    await this.deps.docker.getContainer(containerId).kill({ signal: 'SIGKILL' }).catch((err: Error) => this.deps.log.debug(`job ${this.jobId}: disk kill: ${err.message}`, { job_id: this.jobId }));
   }
 
   private armTimeout(job: JobRow): void {
@@ -231,6 +293,16 @@ export class JobRunner {
     };
     // setTimeout's maximum is ~24.8 days; timeouts are at most 120 min.
     this.timeoutTimer = setTimeout(() => void fire().catch((err: Error) => this.deps.log.error('timeout kill failed', { job_id: job.id, err: err.message })), Math.max(0, deadline - Date.now()));
+  }
+
+  /** The sealed upload is not what finalize sealed: the job fails without a container. */
+  private async refuseUploadMount(job: JobRow, refused: MountSourceRefused): Promise<void> {
+    const error = `upload_mount_refused: upload ${job.files_id} was not mounted at /work: ${refused.message}. Upload the files again and create a new job.`;
+    this.deps.log.error(`job ${job.id}: ${error} Only user flashpods can write there: find out what changed it.`, {
+      event: 'upload_mount_refused', job_id: job.id, upload_id: job.files_id,
+    });
+    this.note(`Flashpods refused to start the container: ${error}`);
+    return this.endWithoutContainer(error);
   }
 
   private async endWithoutContainer(error: string | undefined): Promise<void> {

@@ -2,8 +2,12 @@
  * @module actors/containers/oom-watch
  * Out-of-memory evidence from a running container's memory cgroup. Needed because Podman 4.3 on
  * cgroup v1 hosts leaves State.OOMKilled false for a container the kernel OOM-killed (see
- * notes/podman-here.md). The cgroup disappears a few hundred ms after the container dies, so it
- * is sampled while the container runs rather than read after exit.
+ * notes/podman-here.md), and on cgroup v2 too (Podman 4.3 with crun, rootful and rootless:
+ * notes/vm-host.md). The cgroup disappears a few hundred ms after the container dies, so it is
+ * sampled while the container runs rather than read after exit. On cgroup v2 that sampling alone
+ * misses kills (rootless, in the VM of test/vm: the cgroup went within 0.5 s of the kill, faster
+ * than a busy event loop samples), so the OOM-kill counter of an ancestor that outlives the
+ * container is read before and after as well: v2's memory.events counts the whole subtree.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -68,9 +72,35 @@ export function readOomEvidence(cgroup: MemoryCgroup): boolean {
   return peak >= limit;
 }
 
-/** Samples the container's memory cgroup every `intervalMs` until OOM is seen or stop() is called. */
-export function watchOomEvidence(pid: number, limitBytes: number, intervalMs = 100): OomWatch {
+/**
+ * The nearest ancestor of a container's cgroup directory that is not the container's own (no
+ * path component above it carries the container id), below the cgroup root: it outlives the
+ * container. E.g. `…/user@1500.service/user.slice` for rootless Podman's
+ * `…/user.slice/libpod-<id>.scope/container`.
+ */
+export function outlivingAncestor(dir: string, containerId: string, root = CGROUP_ROOT): string | undefined {
+  for (let up = dirname(dir); up.startsWith(root + '/'); up = dirname(up)) {
+    if (!up.includes(containerId)) return up;
+  }
+  return undefined;
+}
+
+/** The `oom_kill` counter of a cgroup v2 directory's memory.events (hierarchical); undefined when unreadable. */
+export function oomKillCount(dir: string): number | undefined {
+  const kills = /^oom_kill (\d+)$/m.exec(readOr(join(dir, 'memory.events'), ''));
+  return kills ? Number(kills[1]) : undefined;
+}
+
+/**
+ * Samples the container's memory cgroup every `intervalMs` until OOM is seen or stop() is called;
+ * on cgroup v2, given the container id, also compares an outliving ancestor's OOM-kill counter
+ * at stop() with its value now. (A sibling's OOM kill meanwhile also raises that counter: harmless
+ * for isOomKill, which also wants exit 137 without a kill of ours.)
+ */
+export function watchOomEvidence(pid: number, limitBytes: number, intervalMs = 100, containerId?: string): OomWatch {
   const cgroup = findMemoryCgroup(pid, limitBytes);
+  const ancestor = cgroup?.version === 2 && containerId ? outlivingAncestor(cgroup.dir, containerId) : undefined;
+  const killsBefore = ancestor ? oomKillCount(ancestor) : undefined;
   let seen = false;
   const sample = (): void => {
     if (!cgroup || seen) return;
@@ -85,7 +115,8 @@ export function watchOomEvidence(pid: number, limitBytes: number, intervalMs = 1
     stop() {
       sample();
       clearInterval(timer);
-      return seen;
+      const killsAfter = ancestor ? oomKillCount(ancestor) : undefined;
+      return seen || (killsBefore !== undefined && killsAfter !== undefined && killsAfter > killsBefore);
     },
   };
 }

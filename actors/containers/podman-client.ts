@@ -1,13 +1,15 @@
 /**
  * @module actors/containers/podman-client
  * Thin job-container operations over dockerode against Podman's Docker-compatible socket:
- * create+start, wait for the exit (with OOM detection), the SIGTERM → grace → SIGKILL sequence,
- * removal, listing by label for reconciliation, and making an image present.
+ * create+start, wait for the exit (with OOM detection), the kill sequence (SIGTERM to every
+ * process → grace → SIGKILL), removal, listing by label for reconciliation, and making an image
+ * present.
  */
 import { existsSync } from 'node:fs';
 import type Docker from 'dockerode';
 import { INSTANCE_LABEL, jobContainerOptions, JOB_ID_LABEL, JOB_LABEL, JOB_TYPE_LABEL, type JobContainerSpec } from './container-spec.ts';
 import { isOomKill, watchOomEvidence } from './oom-watch.ts';
+import { termEveryProcess } from './term-every-process.ts';
 
 export interface ExitInfo {
   exitCode: number;
@@ -37,8 +39,8 @@ export interface JobContainer {
 }
 
 /**
- * Creates and starts the job's container; returns its id. Socket mounts absent on the host are
- * left out. `beforeStart` runs between the two, e.g. to attach log capture (startLogCapture) so
+ * Creates and starts the job's container; returns its id. Identity sockets absent on the host
+ * are left out. `beforeStart` runs between the two, e.g. to attach log capture (startLogCapture) so
  * no output is missed. A container that fails to start is removed before the error is rethrown.
  */
 export async function createAndStart(
@@ -46,7 +48,9 @@ export async function createAndStart(
   spec: JobContainerSpec,
   beforeStart?: (containerId: string) => Promise<void>,
 ): Promise<string> {
-  const options = jobContainerOptions({ ...spec, socketMounts: spec.socketMounts.filter((m) => existsSync(m.host)) });
+  const present = (path: string | undefined) => (path && existsSync(path) ? path : undefined);
+  const { spire, token } = spec.identitySockets ?? {};
+  const options = jobContainerOptions({ ...spec, identitySockets: { spire: present(spire), token: present(token) } });
   const container = await docker.createContainer(options);
   try {
     await beforeStart?.(container.id);
@@ -71,7 +75,7 @@ export async function waitForExit(docker: Docker, id: string, options: WaitOptio
   try {
     const before = await container.inspect();
     const limit = before.HostConfig.Memory ?? 0;
-    if (before.State.Running && before.State.Pid > 0 && limit > 0) watch = watchOomEvidence(before.State.Pid, limit, options.oomPollMs);
+    if (before.State.Running && before.State.Pid > 0 && limit > 0) watch = watchOomEvidence(before.State.Pid, limit, options.oomPollMs, id);
   } catch {
     // Already gone or exited: the wait below tells how it ended.
   }
@@ -92,16 +96,24 @@ export async function waitForExit(docker: Docker, id: string, options: WaitOptio
 }
 
 /**
- * SIGTERM to the container's PID 1 (the init forwards it), then SIGKILL if it is still running
- * after `graceMs`. Killing PID 1 of the container's PID namespace ends every process in it.
+ * SIGTERM to every process of the job (term-every-process.ts), then SIGKILL to the container if it
+ * is still running `graceMs` after the start. Where that script cannot be started in the container
+ * (no `/bin/sh`, its pids limit reached), the SIGTERM goes to PID 1 instead, which the init
+ * forwards to the main process only; `onMainOnly` is told why.
  */
-export async function killWithGrace(docker: Docker, id: string, graceMs: number): Promise<KillOutcome> {
+export async function killWithGrace(docker: Docker, id: string, graceMs: number, onMainOnly?: (reason: string) => void): Promise<KillOutcome> {
   const container = docker.getContainer(id);
-  if (!(await signal(container, 'SIGTERM'))) return 'not-running';
+  const killAt = Date.now() + graceMs;
+  try {
+    await termEveryProcess(container);
+  } catch (err) {
+    if (!(await signal(container, 'SIGTERM'))) return 'not-running';
+    onMainOnly?.((err as Error).message);
+  }
   let timer: NodeJS.Timeout | undefined;
   const exited = await Promise.race([
     container.wait().then(() => true, () => true),
-    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), graceMs); }),
+    new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), Math.max(0, killAt - Date.now())); }),
   ]);
   clearTimeout(timer);
   if (exited) return 'exited-on-sigterm';

@@ -19,6 +19,7 @@ export interface FlashpodsConfig {
     db: string;
     uploads: string;
     sealedUploads: string;
+    rsyncTransfers: string;
     artifacts: string;
     logs: string;
     apiTokenFile: string;
@@ -40,22 +41,31 @@ export interface FlashpodsConfig {
     artifactFileMaxBytes: number;
     artifactJobMaxBytes: number;
     artifactMaxFiles: number;
+    pidsMax: number;
+    jobDiskMultiple: number;
   };
   ttl: { uploadUnfinalizedMs: number; uploadFinalizedMs: number; logMs: number; artifactMs: number };
-  timing: { killGraceMs: number; timeoutMinuteMs: number; cleanupIntervalMs: number; reconcileIntervalMs: number; shutdownGraceMs: number; longPollMaxMs: number };
+  timing: { artifactIndexBudgetMs: number; killGraceMs: number; diskCheckIntervalMs: number; timeoutMinuteMs: number; cleanupIntervalMs: number; reconcileIntervalMs: number; shutdownGraceMs: number; longPollMaxMs: number; actorStartMs: number };
   rateLimit: { perSecond: number; burst: number };
   podman: { rootless: boolean; networkMode: string; agentImage: string; defaultImage: string };
   faultInjection: boolean;
 }
 
-type Parser = (raw: unknown) => unknown;
-interface Setting {
-  key: string;
-  env: string;
-  parse: Parser;
-  dev: (home: string) => unknown;
-  production: unknown;
-}
+/** Dotted paths to every value of T, objects included: 'paths' | 'paths.db' | 'listen' | … */
+type PathOf<T> = { [K in keyof T & string]: T[K] extends object ? K | `${K}.${PathOf<T[K]>}` : K }[keyof T & string];
+/** Dotted paths to the leaves of T only. */
+type LeafOf<T> = { [K in keyof T & string]: T[K] extends object ? `${K}.${LeafOf<T[K]>}` : K }[keyof T & string];
+type ValueAt<T, P extends string> = P extends `${infer K}.${infer Rest}` ? (K extends keyof T ? ValueAt<T[K], Rest> : never) : P extends keyof T ? T[P] : never;
+/** `profile` comes from FLASHPODS_PROFILE, before any setting: it picks the defaults. */
+type SettingKey = Exclude<PathOf<FlashpodsConfig>, 'profile'>;
+
+/**
+ * One row of SETTINGS. A key that is not a path of FlashpodsConfig, or a parser that yields
+ * another type than the config holds there, is a compile error.
+ */
+export type Setting = {
+  [K in SettingKey]: { key: K; env: string; parse: (raw: unknown) => ValueAt<FlashpodsConfig, K>; dev: (home: string) => unknown; production: unknown };
+}[SettingKey];
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
@@ -78,9 +88,9 @@ const parsers = {
     if (typeof n !== 'number' || !Number.isFinite(n) || n < min) throw new BadValue(`must be a number of seconds ≥ ${min}`);
     return Math.round(n * 1000);
   },
-  oneOf: (...values: string[]) => (raw: unknown) => {
-    if (typeof raw !== 'string' || !values.includes(raw)) throw new BadValue(`must be one of ${values.join(', ')}`);
-    return raw;
+  oneOf: <const V extends string>(...values: V[]) => (raw: unknown): V => {
+    if (typeof raw !== 'string' || !(values as string[]).includes(raw)) throw new BadValue(`must be one of ${values.join(', ')}`);
+    return raw as V;
   },
   bool: (raw: unknown) => {
     if (raw === true || raw === 'true' || raw === '1') return true;
@@ -102,19 +112,24 @@ const parsers = {
 const detectedMemoryGb = Math.floor(totalmem() / GIB);
 
 /** The settings table; README's configuration section is generated from the same rows. */
-export const SETTINGS: Setting[] = [
+export const SETTINGS = [
   { key: 'paths.db', env: 'FLASHPODS_DB', parse: parsers.path, dev: (h) => `${h}/db/flashpods.db`, production: '/var/lib/flashpods/db/flashpods.db' },
   { key: 'paths.uploads', env: 'FLASHPODS_UPLOADS_DIR', parse: parsers.path, dev: (h) => `${h}/uploads`, production: '/tmp/flashpods/uploads' },
   // Finalized uploads move here, out of the rsync module, so nothing can change them afterwards.
   // Keep it on the same filesystem as the uploads root: finalize is a rename.
   { key: 'paths.sealedUploads', env: 'FLASHPODS_SEALED_UPLOADS_DIR', parse: parsers.path, dev: (h) => `${h}/sealed`, production: '/tmp/flashpods/sealed' },
+  // The rsync daemon's register of transfers in progress (scripts/rsyncd/transfer-hook.sh): finalize
+  // refuses while one may still write into the upload. Written by the daemon (root), read here.
+  { key: 'paths.rsyncTransfers', env: 'FLASHPODS_RSYNC_TRANSFERS_DIR', parse: parsers.path, dev: (h) => `${h}/rsync-transfers`, production: '/run/rsyncd/transfers' },
   { key: 'paths.artifacts', env: 'FLASHPODS_ARTIFACTS_DIR', parse: parsers.path, dev: (h) => `${h}/artifacts`, production: '/var/lib/flashpods/artifacts' },
   { key: 'paths.logs', env: 'FLASHPODS_LOGS_DIR', parse: parsers.path, dev: (h) => `${h}/logs`, production: '/var/log/flashpods' },
   { key: 'paths.apiTokenFile', env: 'FLASHPODS_API_TOKEN_FILE', parse: parsers.path, dev: (h) => `${h}/api-token`, production: '/etc/flashpods/api-token' },
   { key: 'paths.apiSocket', env: 'FLASHPODS_API_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/api.sock`, production: '/run/flashpods/api.sock' },
   { key: 'paths.podmanSocket', env: 'FLASHPODS_PODMAN_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/podman.sock`, production: '/run/flashpods/podman.sock' },
   { key: 'paths.secretsFile', env: 'FLASHPODS_SECRETS_FILE', parse: parsers.path, dev: (h) => `${h}/secrets.json`, production: '/etc/flashpods/secrets.json' },
-  { key: 'paths.tokenSocket', env: 'FLASHPODS_TOKEN_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/token.sock`, production: '/run/flashpods/token.sock' },
+  // Not under /run/flashpods: that directory belongs to the API's user, who could replace a socket
+  // there. Its own directory, writable by the token service's user only (nix/modules/token-service.nix).
+  { key: 'paths.tokenSocket', env: 'FLASHPODS_TOKEN_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/token.sock`, production: '/run/flashpods-tokens/token.sock' },
   { key: 'paths.spireSocket', env: 'FLASHPODS_SPIRE_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/spire-agent.sock`, production: '/run/spire/sockets/agent.sock' },
   { key: 'listen', env: 'FLASHPODS_LISTEN', parse: parsers.hostPort, dev: () => '127.0.0.1:8080', production: '10.0.0.1:8080' },
   { key: 'log.format', env: 'FLASHPODS_LOG_FORMAT', parse: parsers.oneOf('json', 'pretty'), dev: () => 'json', production: 'json' },
@@ -129,17 +144,35 @@ export const SETTINGS: Setting[] = [
   { key: 'limits.artifactFileMaxBytes', env: 'FLASHPODS_ARTIFACT_FILE_MAX_BYTES', parse: parsers.int(1), dev: () => GIB, production: GIB },
   { key: 'limits.artifactJobMaxBytes', env: 'FLASHPODS_ARTIFACT_JOB_MAX_BYTES', parse: parsers.int(1), dev: () => 2 * GIB, production: 2 * GIB },
   { key: 'limits.artifactMaxFiles', env: 'FLASHPODS_ARTIFACT_MAX_FILES', parse: parsers.int(1), dev: () => 200, production: 200 },
+  // Processes and threads per job container (HostConfig.PidsLimit), so a fork bomb stays inside
+  // its job. Set here rather than left to Podman's unseen default (2048 in containers.conf):
+  // threads count too, and 1024 is ample for a parallel build, while ten full jobs stay far
+  // below a kernel pid_max of 32768.
+  { key: 'limits.pidsMax', env: 'FLASHPODS_PIDS_MAX', parse: parsers.int(16, 4_194_304), dev: () => 1024, production: 1024 },
+  // A running job is killed once /artifacts and its container filesystem hold more than this
+  // many times limits.artifactJobMaxBytes (Podman cannot cap them on overlay without xfs
+  // project quotas; docs/operations.md "Threat model"). 5 × 2 GB leaves room for a large build
+  // tree in the container filesystem.
+  { key: 'limits.jobDiskMultiple', env: 'FLASHPODS_JOB_DISK_MULTIPLE', parse: parsers.int(1, 1000), dev: () => 5, production: 5 },
   { key: 'ttl.uploadUnfinalizedMs', env: 'FLASHPODS_UPLOAD_UNFINALIZED_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 30 * 60, production: 30 * 60 },
   { key: 'ttl.uploadFinalizedMs', env: 'FLASHPODS_UPLOAD_FINALIZED_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 60 * 60, production: 60 * 60 },
   { key: 'ttl.logMs', env: 'FLASHPODS_LOG_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 24 * 3600, production: 24 * 3600 },
   { key: 'ttl.artifactMs', env: 'FLASHPODS_ARTIFACT_TTL_SECONDS', parse: parsers.seconds(1), dev: () => 3600, production: 3600 },
+  // How long indexing one job's /artifacts may take; what it has not reached by then is withheld
+  // (not listed) with a note, so a job can never hold its reservation by leaving a huge tree.
+  { key: 'timing.artifactIndexBudgetMs', env: 'FLASHPODS_ARTIFACT_INDEX_BUDGET_SECONDS', parse: parsers.seconds(0.1), dev: () => 120, production: 120 },
   { key: 'timing.killGraceMs', env: 'FLASHPODS_KILL_GRACE_SECONDS', parse: parsers.seconds(0), dev: () => 10, production: 10 },
+  // How often a running job's disk use is measured against limits.jobDiskMultiple.
+  { key: 'timing.diskCheckIntervalMs', env: 'FLASHPODS_DISK_CHECK_INTERVAL_SECONDS', parse: parsers.seconds(0.1), dev: () => 10, production: 10 },
   // How long one "minute" of timeout_minutes lasts. Only tests shorten it, to see real timeouts in seconds.
   { key: 'timing.timeoutMinuteMs', env: 'FLASHPODS_TIMEOUT_MINUTE_SECONDS', parse: parsers.seconds(0.1), dev: () => 60, production: 60 },
   { key: 'timing.cleanupIntervalMs', env: 'FLASHPODS_CLEANUP_INTERVAL_SECONDS', parse: parsers.seconds(0.1), dev: () => 60, production: 60 },
   { key: 'timing.reconcileIntervalMs', env: 'FLASHPODS_RECONCILE_INTERVAL_SECONDS', parse: parsers.seconds(0.1), dev: () => 30, production: 30 },
   { key: 'timing.shutdownGraceMs', env: 'FLASHPODS_SHUTDOWN_GRACE_SECONDS', parse: parsers.seconds(0), dev: () => 15, production: 15 },
   { key: 'timing.longPollMaxMs', env: 'FLASHPODS_LONG_POLL_MAX_SECONDS', parse: parsers.seconds(1), dev: () => 300, production: 300 },
+  // How long an actor thread may take to load and start before it counts as crashed. A slow host
+  // needs more: the emulated (TCG) VM of test/vm loads the modules about ten times slower.
+  { key: 'timing.actorStartMs', env: 'FLASHPODS_ACTOR_START_TIMEOUT_SECONDS', parse: parsers.seconds(1), dev: () => 30, production: 30 },
   { key: 'rateLimit.perSecond', env: 'FLASHPODS_RATE_LIMIT_PER_SECOND', parse: parsers.int(1), dev: () => 100, production: 100 },
   { key: 'rateLimit.burst', env: 'FLASHPODS_RATE_LIMIT_BURST', parse: parsers.int(1), dev: () => 10, production: 10 },
   { key: 'podman.rootless', env: 'FLASHPODS_PODMAN_ROOTLESS', parse: parsers.bool, dev: () => process.getuid?.() !== 0, production: true },
@@ -148,7 +181,10 @@ export const SETTINGS: Setting[] = [
   { key: 'podman.defaultImage', env: 'FLASHPODS_DEFAULT_IMAGE', parse: parsers.text, dev: () => 'ubuntu:22.04', production: 'ubuntu:22.04' },
   // Tests only: POST /_faults/crash/:actor kills that actor so recovery can be watched. Refused in production.
   { key: 'faultInjection', env: 'FLASHPODS_FAULT_INJECTION', parse: parsers.bool, dev: () => false, production: false },
-];
+] satisfies readonly Setting[];
+
+/** FlashpodsConfig values no row of SETTINGS sets (never, or loadConfig stops compiling). */
+type WithoutRow = Exclude<Exclude<LeafOf<FlashpodsConfig>, 'profile'>, (typeof SETTINGS)[number]['key'] | `${(typeof SETTINGS)[number]['key']}.${string}`>;
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -175,6 +211,9 @@ export interface LoadOptions {
   cwd?: string;
 }
 
+/** What loadConfig reads besides the SETTINGS rows. */
+export const LOADER_ENV = ['FLASHPODS_CONFIG', 'FLASHPODS_PROFILE', 'FLASHPODS_HOME'] as const;
+
 /** Builds the config from defaults, the file named by FLASHPODS_CONFIG, and FLASHPODS_* env. */
 export function loadConfig({ env = process.env, cwd = process.cwd() }: LoadOptions = {}): FlashpodsConfig {
   const problems: string[] = [];
@@ -193,7 +232,7 @@ export function loadConfig({ env = process.env, cwd = process.cwd() }: LoadOptio
   const homeRaw = env.FLASHPODS_HOME ?? '.flashpods';
   const home = isAbsolute(homeRaw) ? homeRaw : resolve(cwd, homeRaw);
 
-  const config: Record<string, unknown> = { profile };
+  const config: { profile: Profile } = { profile };
   for (const setting of SETTINGS) {
     const fromEnv = env[setting.env];
     const fromFile = lookup(file, setting.key);
@@ -207,5 +246,7 @@ export function loadConfig({ env = process.env, cwd = process.cwd() }: LoadOptio
   }
   if (profile === 'production' && lookup(config, 'faultInjection') === true) problems.push('FLASHPODS_FAULT_INJECTION=true: fault injection is for tests and refused in the production profile');
   if (problems.length > 0) throw new ConfigError(problems);
-  return config as unknown as FlashpodsConfig;
+  // Sound: every row's parser yields the type FlashpodsConfig has at its key, and every value has
+  // a row (WithoutRow is never; were it not, this type would name the value left without one).
+  return config as [WithoutRow] extends [never] ? FlashpodsConfig : { settingMissingFor: WithoutRow };
 }

@@ -4,6 +4,7 @@
  * what to do next. The API, the MCP shim and the tests all read codes from here.
  */
 import { CodedError } from '../../runtime/errors.ts';
+import { UPLOAD_ID_SHAPE } from './jobs.ts';
 
 export const ERRORS = {
   // Auth and transport
@@ -22,11 +23,14 @@ export const ERRORS = {
   container_error: { status: 500, message: 'Podman failed; the supervisor log on the host has the details.' },
   service_unavailable: { status: 503, message: 'A Flashpods component is restarting; retry in a few seconds.' },
   // Uploads
-  invalid_upload_id: { status: 400, message: 'Upload ids look like upload_ followed by 12 letters or digits.' },
+  invalid_upload_id: { status: 400, message: `Upload ids look like ${UPLOAD_ID_SHAPE}.` },
   upload_not_found: { status: 404, message: 'No such upload; rsync the directory to rsync://<host>/uploads/<upload_id>/ first.' },
   upload_not_finalized: { status: 409, message: 'The upload is not finalized; call POST /uploads/{id}/finalize first.' },
   upload_already_finalized: { status: 409, message: 'The upload is already finalized.' },
   upload_already_consumed: { status: 409, message: 'The upload was already used by another job; upload again.' },
+  // Not in shared/spec/api.md: finalize while rsync may still write into the upload
+  // (docs/operations.md "Uploads: what finalize seals").
+  upload_in_progress: { status: 409, message: 'rsync is still writing into this upload; finalize once rsync has exited.' },
   upload_expired: { status: 410, message: 'The upload expired; upload the files again.' },
   insufficient_storage: { status: 507, message: 'Upload storage quota exceeded; wait for older uploads to expire or upload less.' },
   // Job creation

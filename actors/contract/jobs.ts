@@ -53,6 +53,8 @@ export const JOB_ERRORS = {
   lostOnRecovery: 'container_lost_on_recovery',
   spireAttestationTimeout: 'spire_attestation_timeout',
   tokenExchangeFailed: 'token_exchange_failed',
+  /** Killed for holding more disk than its budget (containers/disk-watch.ts says what and why). */
+  diskLimitExceeded: 'disk_limit_exceeded',
 } as const;
 
 /**
@@ -83,5 +85,10 @@ export function entrypointExitError(job: { jobType: JobType; needGithubToken: bo
 
 export const ID_PATTERNS = {
   job: /^job_[a-z0-9]{16}$/,
-  upload: /^upload_[A-Za-z0-9]{12}$/,
+  // Hyphens too: the spec's example generator `upload_${crypto.randomUUID().slice(0, 12)}` makes
+  // ids like upload_1b9d6bcd-bbf. The `upload_` prefix keeps an id from ever reading as an option.
+  upload: /^upload_[A-Za-z0-9-]{12}$/,
 } as const;
+
+/** How an upload id looks, for messages that refuse one. */
+export const UPLOAD_ID_SHAPE = 'upload_ followed by 12 letters, digits or hyphens';

@@ -35,6 +35,9 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     const uploads = new Uploads(store, {
       uploadsDir: config.paths.uploads,
       sealedDir: config.paths.sealedUploads,
+      transfersDir: config.paths.rsyncTransfers,
+      // The rsync module writes as the API's user (shared/spec/host.md), so uploads are ours.
+      ownerUid: process.geteuid!(),
       maxBytes: config.limits.uploadMaxBytes,
       totalBytes: config.limits.uploadsTotalBytes,
       unfinalizedTtlMs: config.ttl.uploadUnfinalizedMs,
@@ -59,7 +62,7 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     }, (action, subject) => {
       ctx.log.info(`cleanup: ${action.replace(/_/g, ' ')} ${subject}`, { event: 'cleanup', action, subject });
       if (ID_PATTERNS.job.test(subject)) changed(jobs.get(subject));
-    });
+    }, (uploadId) => uploads.isFinalizing(uploadId));
     let cleaning: Promise<CleanupReport> | undefined;
     const runCleanup = () =>
       (cleaning ??= cleanup.runPass().then((report: { counts: CleanupCounts; usage: DiskUsage }) => {

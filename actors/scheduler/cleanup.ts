@@ -7,8 +7,9 @@
  * deleted twice, nothing leaks, and an idempotency key is released only once both the log and
  * the artifacts are gone.
  */
-import { readdir, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { removeTree } from '../artifacts/dir-fd.ts';
 import { ID_PATTERNS } from '../contract/jobs.ts';
 import type { Db } from '../store/database.ts';
 import type { JobRow, UploadRow } from '../store/rows.ts';
@@ -55,12 +56,20 @@ export class Cleanup {
   private readonly db: Db;
   private readonly settings: CleanupSettings;
   private readonly onAction: (action: CleanupAction, subject: string) => void;
+  /** An upload finalize is moving and measuring: neither its rsync nor its sealed directory is an orphan. */
+  private readonly finalizing: (uploadId: string) => boolean;
   private counts: CleanupCounts = {};
 
-  constructor(db: Db, settings: CleanupSettings, onAction: (action: CleanupAction, subject: string) => void) {
+  constructor(
+    db: Db,
+    settings: CleanupSettings,
+    onAction: (action: CleanupAction, subject: string) => void,
+    finalizing: (uploadId: string) => boolean = () => false,
+  ) {
     this.db = db;
     this.settings = settings;
     this.onAction = onAction;
+    this.finalizing = finalizing;
   }
 
   private did(action: CleanupAction, subject: string): void {
@@ -83,8 +92,9 @@ export class Cleanup {
     for (const name of await entries(uploadsDir)) {
       if (!ID_PATTERNS.upload.test(name)) continue; // orphans are removeOrphans' business
       const row = this.db.prepare('SELECT * FROM uploads WHERE id = ?').get(name) as UploadRow | undefined;
-      const info = await stat(join(uploadsDir, name)).catch(() => undefined);
-      if (!info) continue;
+      // lstat: an upload is hostile, a link in it is never followed (its own age is what counts).
+      const info = await lstat(join(uploadsDir, name)).catch(() => undefined);
+      if (!info || this.finalizing(name)) continue;
       const createdAt = Math.round(info.birthtimeMs || info.ctimeMs);
       // A directory for an id already finalized or expired is a late or repeated rsync: not an upload.
       const stale = row ? row.state !== 'uploading' : createdAt + uploadUnfinalizedTtlMs <= now;
@@ -92,7 +102,7 @@ export class Cleanup {
       this.db
         .prepare(`INSERT INTO uploads (id, state, created_at, expires_at) VALUES (?, 'expired', ?, ?) ON CONFLICT (id) DO NOTHING`)
         .run(name, createdAt, now);
-      await rm(join(uploadsDir, name), { recursive: true, force: true });
+      await removeTree(join(uploadsDir, name));
       this.did('upload_expired', name);
     }
     const due = this.db
@@ -101,7 +111,7 @@ export class Cleanup {
       .all(now) as string[];
     for (const id of due) {
       this.db.prepare("UPDATE uploads SET state = 'expired' WHERE id = ? AND state = 'finalized'").run(id);
-      await rm(join(sealedDir, id), { recursive: true, force: true });
+      await removeTree(join(sealedDir, id));
       this.did('upload_expired', id);
     }
   }
@@ -111,7 +121,7 @@ export class Cleanup {
     const { uploadsDir, sealedDir, artifactsDir, logsDir } = this.settings;
     for (const name of await entries(uploadsDir)) {
       if (ID_PATTERNS.upload.test(name)) continue;
-      await rm(join(uploadsDir, name), { recursive: true, force: true });
+      await removeTree(join(uploadsDir, name));
       this.did('orphan_removed', `uploads/${name}`);
     }
     for (const name of await entries(sealedDir)) {
@@ -119,15 +129,15 @@ export class Cleanup {
         | { state: string; job_id: string | null; resources_released_at: number | null }
         | undefined;
       const needed = row && (row.state === 'finalized' || (row.state === 'consumed' && row.resources_released_at === null));
-      if (needed) continue;
-      await rm(join(sealedDir, name), { recursive: true, force: true });
+      if (needed || this.finalizing(name)) continue;
+      await removeTree(join(sealedDir, name));
       this.did('orphan_removed', `sealed/${name}`);
     }
     const jobState = this.db.prepare('SELECT artifacts_deleted_at, logs_deleted_at FROM jobs WHERE id = ?');
     for (const name of await entries(artifactsDir)) {
       const job = jobState.get(name) as Pick<JobRow, 'artifacts_deleted_at' | 'logs_deleted_at'> | undefined;
       if (job && job.artifacts_deleted_at === null) continue;
-      await rm(join(artifactsDir, name), { recursive: true, force: true });
+      await removeTree(join(artifactsDir, name));
       this.did('orphan_removed', `artifacts/${name}`);
     }
     for (const name of await entries(logsDir)) {
@@ -145,7 +155,7 @@ export class Cleanup {
       .pluck()
       .all(this.settings.artifactTtlMs, now) as string[];
     for (const id of due) {
-      await rm(join(this.settings.artifactsDir, id), { recursive: true, force: true });
+      await removeTree(join(this.settings.artifactsDir, id));
       this.db.transaction(() => {
         this.db.prepare('DELETE FROM artifacts WHERE job_id = ?').run(id);
         this.db.prepare('UPDATE jobs SET artifacts_deleted_at = ? WHERE id = ?').run(now, id);
@@ -182,7 +192,7 @@ export class Cleanup {
     for (const id of due) {
       this.db.prepare("UPDATE jobs SET status = 'cleaning' WHERE id = ?").run(id);
       await rm(join(this.settings.logsDir, `${id}.log`), { force: true });
-      await rm(join(this.settings.artifactsDir, id), { recursive: true, force: true });
+      await removeTree(join(this.settings.artifactsDir, id));
       this.db.transaction(() => {
         this.db.prepare("UPDATE jobs SET status = 'cleaned', logs_deleted_at = coalesce(logs_deleted_at, ?) WHERE id = ?").run(now, id);
         this.db.prepare('UPDATE idempotency_keys SET active = 0 WHERE job_id = ? AND active = 1').run(id);

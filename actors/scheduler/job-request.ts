@@ -8,7 +8,7 @@
 import { apiError, type ErrorCode } from '../contract/errors.ts';
 import {
   DEFAULT_WORKER_IMAGE, ID_PATTERNS, JOB_TYPES, MAX_COMMAND_CHARS, MAX_CONTEXT_CHARS, MAX_IMAGE_CHARS, MAX_TASK_CHARS,
-  TIMEOUT_MINUTES, TYPE_LIMITS, type JobType,
+  TIMEOUT_MINUTES, TYPE_LIMITS, UPLOAD_ID_SHAPE, type JobType,
 } from '../contract/jobs.ts';
 
 export interface JobRequest {
@@ -98,7 +98,7 @@ export function parseJobRequest(body: Record<string, unknown>, agentImage: strin
   let filesId: string | undefined;
   if (body.files_id !== undefined && body.files_id !== null) {
     if (typeof body.files_id !== 'string' || !ID_PATTERNS.upload.test(body.files_id)) {
-      throw apiError('upload_not_found', `files_id ${JSON.stringify(body.files_id)} names no upload; upload ids look like upload_ followed by 12 letters or digits.`);
+      throw apiError('upload_not_found', `files_id ${JSON.stringify(body.files_id)} names no upload; upload ids look like ${UPLOAD_ID_SHAPE}.`);
     }
     filesId = body.files_id;
   }

@@ -2,10 +2,12 @@
  * @module tokens/socket-server
  * A plain node:http server bound to a unix socket only (never TCP). A stale socket file left by
  * a crash is removed first; a live one (another process answering) or a non-socket file at the
- * path is an error, never silently replaced. The socket is chmod 0660; when running as root it
- * is chowned to the owner of its directory (production: /run/flashpods, flashpods:flashpods
- * 0750, so the socket is flashpods:flashpods 0660 as host.md requires; the directory's own
- * mode closes the window between bind and chmod).
+ * path is an error, never silently replaced. The socket is chmod 0660. Production runs it as
+ * user flashpods-tokens in /run/flashpods-tokens, flashpods-tokens:flashpods 2750
+ * (nix/modules/token-service.nix): the setgid bit gives the socket group flashpods (the job
+ * containers' and Podman's group), so it is flashpods-tokens:flashpods 0660, and only its owner
+ * can remove or replace it — not the API's user. The directory's mode also closes the window
+ * between bind and chmod. Running as root (tests), it is chowned to its directory's owner.
  */
 import { chmodSync, chownSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

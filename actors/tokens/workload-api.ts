@@ -1,36 +1,33 @@
 /**
  * @module tokens/workload-api
- * A small client of the SPIFFE Workload API (the SPIRE agent's unix socket): gRPC over HTTP/2
- * with node:http2 and hand-written protobuf codecs, so it needs no gRPC dependency.
+ * A client of the SPIFFE Workload API (the SPIRE agent's unix socket) on @grpc/grpc-js, with the
+ * messages of our own workload.proto loaded by @grpc/proto-loader.
  *
  * - `fetchJWTSVID(socket, audience)` — unary FetchJWTSVID: the caller's JWT-SVIDs.
  * - `fetchJWTBundles(socket)` — the first message of the FetchJWTBundles stream.
  * - `JwtBundleWatcher` — keeps the latest JWT bundles of a FetchJWTBundles stream (the agent
  *   pushes a new message when keys rotate) and reconnects with backoff when the stream ends.
  *
- * Used by the token actor, `flashpods validate` and Workload API clients of the agent image.
- * Facts (field numbers, the security header, error codes): shared/notes/spire.md.
+ * Every call carries the `workload.spiffe.io: true` header (without it SPIRE answers
+ * InvalidArgument "security header missing from request"); one-shot calls have a deadline.
+ * A failed call rejects with a WorkloadApiError holding the gRPC status and SPIRE's message.
+ * Used by the token actor; facts (field numbers, the header, error codes): shared/notes/spire.md.
  */
-import { connect as connectHttp2, constants as h2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
-import { connect as connectNet } from 'node:net';
 import { EventEmitter } from 'node:events';
-import { bytesField, bytesOf, readFields, stringOf } from './protobuf.ts';
+import { fileURLToPath } from 'node:url';
+import { Client, credentials, Metadata, status as GrpcStatus, type ChannelOptions, type ClientReadableStream, type StatusObject } from '@grpc/grpc-js';
+import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 
-/** gRPC status codes the Workload API answers with (subset). */
-export const GrpcStatus = {
-  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5,
-  PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, INTERNAL: 13, UNAVAILABLE: 14,
-} as const;
-const STATUS_NAMES = Object.fromEntries(Object.entries(GrpcStatus).map(([k, v]) => [v, k])) as Record<number, string>;
+export { GrpcStatus };
 
 export class WorkloadApiError extends Error {
   override name = 'WorkloadApiError';
   /** gRPC status code; UNAVAILABLE also for "cannot connect to the socket". */
-  readonly code: number;
-  /** The server's grpc-message (e.g. "no identity issued"), or the transport error. */
+  readonly code: GrpcStatus;
+  /** The server's status message (e.g. "no identity issued"), or the transport error. */
   readonly detail: string;
-  constructor(method: string, code: number, detail: string) {
-    super(`Workload API ${method}: ${STATUS_NAMES[code] ?? `status ${code}`}: ${detail}`);
+  constructor(method: string, socketPath: string, code: GrpcStatus, detail: string) {
+    super(`Workload API ${method} at ${socketPathOf(socketPath)}: ${GrpcStatus[code] ?? `status ${code}`}: ${detail}`);
     this.code = code;
     this.detail = detail;
   }
@@ -55,7 +52,24 @@ export interface Jwks {
 /** Trust-domain ID (`spiffe://flashpods.local`) → that domain's JWT bundle. */
 export type JwtBundles = Map<string, Jwks>;
 
-const SERVICE = 'SpiffeWorkloadAPI';
+/** workload.proto's messages as proto-loader decodes them (camelCase fields, bytes as Buffer). */
+interface JwtSvidRequestMessage {
+  audience: string[];
+  spiffeId: string;
+}
+interface JwtSvidResponseMessage {
+  svids: JwtSvid[];
+}
+interface JwtBundlesResponseMessage {
+  bundles: Record<string, Buffer>;
+}
+
+const protoFile = fileURLToPath(new URL('./workload.proto', import.meta.url));
+const service = loadSync(protoFile, { defaults: true }).SpiffeWorkloadAPI as unknown as {
+  FetchJWTSVID: MethodDefinition<JwtSvidRequestMessage, JwtSvidResponseMessage>;
+  FetchJWTBundles: MethodDefinition<object, JwtBundlesResponseMessage>;
+};
+
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 /** Accepts `/path/agent.sock` or `unix:///path/agent.sock` (SPIFFE_ENDPOINT_SOCKET style). */
@@ -65,139 +79,29 @@ export function socketPathOf(endpoint: string): string {
   return endpoint;
 }
 
-function openSession(socketPath: string): ClientHttp2Session {
-  const path = socketPathOf(socketPath);
-  // h2c with prior knowledge over the unix socket, which is what gRPC servers speak there.
-  return connectHttp2('http://localhost', { createConnection: () => connectNet(path) });
+function openClient(socketPath: string, options: ChannelOptions = {}): Client {
+  return new Client(`unix:${socketPathOf(socketPath)}`, credentials.createInsecure(), options);
 }
 
-function frame(message: Buffer): Buffer {
-  const head = Buffer.alloc(5);
-  head.writeUInt8(0, 0); // not compressed
-  head.writeUInt32BE(message.length, 1);
-  return Buffer.concat([head, message]);
+function securityHeader(): Metadata {
+  const metadata = new Metadata();
+  metadata.set('workload.spiffe.io', 'true');
+  return metadata;
 }
 
-function decodeGrpcMessage(raw: unknown): string {
-  if (typeof raw !== 'string') return '';
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return raw;
-  }
-}
+// grpc-js ends its connection errors with an empty "Resolution note: " (nothing to resolve on a unix path).
+const errorOf = (method: string, socketPath: string, s: Pick<StatusObject, 'code' | 'details'>) =>
+  new WorkloadApiError(method, socketPath, s.code, s.details.replace(/\.? Resolution note: $/, '') || '(no message)');
 
-interface CallHandle {
-  /** Settles when the call ends: resolves on status OK, rejects with WorkloadApiError otherwise. */
-  done: Promise<void>;
-  cancel(): void;
-}
-
-/**
- * One gRPC call (unary or server-streaming) on its own HTTP/2 session. `onMessage` gets each
- * response message; the session is closed when the call ends or is cancelled.
- */
-function call(socketPath: string, method: string, request: Buffer, onMessage: (msg: Buffer) => void, timeoutMs?: number): CallHandle {
-  let session: ClientHttp2Session | undefined;
-  let stream: ClientHttp2Stream | undefined;
-  let settled = false;
-  let cancelled = false;
-  let resolveDone!: () => void;
-  let rejectDone!: (err: Error) => void;
-  const done = new Promise<void>((res, rej) => {
-    resolveDone = res;
-    rejectDone = rej;
-  });
-  let timer: NodeJS.Timeout | undefined;
-
-  const finish = (err?: WorkloadApiError): void => {
-    if (settled) return;
-    settled = true;
-    if (timer) clearTimeout(timer);
-    if (stream && !stream.closed) stream.close(h2.NGHTTP2_CANCEL);
-    session?.close();
-    session?.destroy();
-    if (err) rejectDone(err);
-    else resolveDone();
-  };
-  const fail = (code: number, detail: string): void => finish(new WorkloadApiError(method, code, detail));
-
-  if (timeoutMs !== undefined) timer = setTimeout(() => fail(GrpcStatus.DEADLINE_EXCEEDED, `no answer within ${timeoutMs} ms`), timeoutMs);
-
-  session = openSession(socketPath);
-  session.on('error', (err: NodeJS.ErrnoException) => {
-    const where = `cannot talk to the SPIRE agent at ${socketPathOf(socketPath)}`;
-    fail(GrpcStatus.UNAVAILABLE, `${where}: ${err.code ?? ''} ${err.message}`.trim());
-  });
-  stream = session.request({
-    [h2.HTTP2_HEADER_METHOD]: 'POST',
-    [h2.HTTP2_HEADER_PATH]: `/${SERVICE}/${method}`,
-    [h2.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
-    te: 'trailers',
-    // Without it SPIRE answers InvalidArgument "security header missing from request".
-    'workload.spiffe.io': 'true',
-  });
-  let buffered: Buffer = Buffer.alloc(0);
-  let status: { code: number; message: string } | undefined;
-  const takeStatus = (headers: Record<string, unknown>): void => {
-    const raw = headers['grpc-status'];
-    if (raw === undefined) return;
-    status = { code: Number(raw), message: decodeGrpcMessage(headers['grpc-message']) };
-  };
-  stream.on('response', (headers) => {
-    const httpStatus = Number(headers[h2.HTTP2_HEADER_STATUS]);
-    if (httpStatus !== 200) fail(GrpcStatus.UNKNOWN, `HTTP status ${httpStatus}`);
-    takeStatus(headers); // trailers-only responses carry the status here
-  });
-  stream.on('trailers', (headers) => takeStatus(headers));
-  stream.on('data', (chunk: Buffer) => {
-    buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
-    while (buffered.length >= 5) {
-      const compressed = buffered.readUInt8(0);
-      const length = buffered.readUInt32BE(1);
-      if (buffered.length < 5 + length) break;
-      const message = buffered.subarray(5, 5 + length);
-      buffered = buffered.subarray(5 + length);
-      if (compressed) return fail(GrpcStatus.INTERNAL, 'compressed message (none was negotiated)');
-      try {
-        onMessage(message);
-      } catch (err) {
-        return fail(GrpcStatus.INTERNAL, `cannot decode the response: ${(err as Error).message}`);
-      }
-    }
-  });
-  stream.on('error', (err) => fail(GrpcStatus.UNAVAILABLE, err.message));
-  stream.on('close', () => {
-    if (cancelled) return finish();
-    if (!status) return fail(GrpcStatus.UNAVAILABLE, 'the stream closed without a gRPC status');
-    if (status.code !== GrpcStatus.OK) return fail(status.code, status.message || '(no message)');
-    finish();
-  });
-  stream.end(frame(request));
-
-  return {
-    done,
-    cancel() {
-      cancelled = true;
-      finish();
-    },
-  };
-}
-
-function decodeJwtSvidResponse(message: Buffer): JwtSvid[] {
-  return bytesOf(readFields(message), 1).map((svid) => {
-    const f = readFields(svid);
-    return { spiffeId: stringOf(f, 1), svid: stringOf(f, 2), hint: stringOf(f, 3) };
-  });
-}
+/** How a FetchJWTBundles stream ended, as an error: it is meant never to end, so a clean end is UNAVAILABLE too. */
+const streamEndError = (socketPath: string, s: StatusObject, cleanEnd: string) => (s.code === GrpcStatus.OK
+  ? new WorkloadApiError('FetchJWTBundles', socketPath, GrpcStatus.UNAVAILABLE, cleanEnd)
+  : errorOf('FetchJWTBundles', socketPath, s));
 
 /** Parses a JWTBundlesResponse; a bundle that is not a JWKS object makes the message invalid. */
-export function decodeJwtBundlesResponse(message: Buffer): JwtBundles {
+function bundlesOf(message: JwtBundlesResponseMessage): JwtBundles {
   const bundles: JwtBundles = new Map();
-  for (const entry of bytesOf(readFields(message), 1)) {
-    const f = readFields(entry);
-    const trustDomain = stringOf(f, 1);
-    const value = bytesOf(f, 2).at(-1) ?? Buffer.alloc(0);
+  for (const [trustDomain, value] of Object.entries(message.bundles)) {
     let parsed: unknown;
     try {
       parsed = JSON.parse(value.toString('utf8'));
@@ -209,6 +113,18 @@ export function decodeJwtBundlesResponse(message: Buffer): JwtBundles {
     bundles.set(trustDomain, { keys: keys.filter((k): k is Jwk => !!k && typeof k === 'object' && typeof (k as Jwk).kty === 'string') });
   }
   return bundles;
+}
+
+/**
+ * A FetchJWTBundles stream whose messages arrive as JwtBundles. A message that does not parse
+ * ends the call with INTERNAL (grpc-js turns a throwing deserializer into that status).
+ */
+function bundleStream(client: Client, deadline?: number): ClientReadableStream<JwtBundles> {
+  const method = service.FetchJWTBundles;
+  const call = client.makeServerStreamRequest(method.path, method.requestSerialize, (buf: Buffer) => bundlesOf(method.responseDeserialize(buf)),
+    {}, securityHeader(), deadline === undefined ? {} : { deadline });
+  call.on('error', () => {}); // every ending is handled through 'status'
+  return call;
 }
 
 export interface FetchOptions {
@@ -223,23 +139,34 @@ export interface FetchOptions {
 export async function fetchJWTSVID(socketPath: string, audience: string | string[], options: FetchOptions & { spiffeId?: string } = {}): Promise<JwtSvid[]> {
   const audiences = Array.isArray(audience) ? audience : [audience];
   if (audiences.length === 0) throw new Error('fetchJWTSVID: at least one audience is required');
-  const request = Buffer.concat([...audiences.map((a) => bytesField(1, a)), ...(options.spiffeId ? [bytesField(2, options.spiffeId)] : [])]);
-  let svids: JwtSvid[] = [];
-  await call(socketPath, 'FetchJWTSVID', request, (msg) => (svids = decodeJwtSvidResponse(msg)), options.timeoutMs ?? DEFAULT_TIMEOUT_MS).done;
-  return svids;
+  const method = service.FetchJWTSVID;
+  const client = openClient(socketPath);
+  try {
+    return await new Promise<JwtSvid[]>((resolve, reject) => {
+      client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, { audience: audiences, spiffeId: options.spiffeId ?? '' },
+        securityHeader(), { deadline: Date.now() + (options.timeoutMs ?? DEFAULT_TIMEOUT_MS) },
+        (err, response) => (err ? reject(errorOf('FetchJWTSVID', socketPath, err)) : resolve(response!.svids.map(({ spiffeId, svid, hint }) => ({ spiffeId, svid, hint })))));
+    });
+  } finally {
+    client.close();
+  }
 }
 
 /** The first message of FetchJWTBundles: every JWT bundle the agent hands this caller. */
 export async function fetchJWTBundles(socketPath: string, options: FetchOptions = {}): Promise<JwtBundles> {
-  let handle: CallHandle | undefined;
-  const first = new Promise<JwtBundles>((resolve, reject) => {
-    handle = call(socketPath, 'FetchJWTBundles', Buffer.alloc(0), (msg) => {
-      resolve(decodeJwtBundlesResponse(msg));
-      handle?.cancel();
-    }, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    handle.done.then(() => reject(new WorkloadApiError('FetchJWTBundles', GrpcStatus.UNAVAILABLE, 'the stream ended before any bundle')), reject);
-  });
-  return first;
+  const client = openClient(socketPath);
+  try {
+    return await new Promise<JwtBundles>((resolve, reject) => {
+      const call = bundleStream(client, Date.now() + (options.timeoutMs ?? DEFAULT_TIMEOUT_MS));
+      call.once('data', (bundles: JwtBundles) => {
+        resolve(bundles);
+        call.cancel();
+      });
+      call.on('status', (s: StatusObject) => reject(streamEndError(socketPath, s, 'the stream ended before any bundle')));
+    });
+  } finally {
+    client.close();
+  }
 }
 
 export interface JwtBundleWatcherOptions {
@@ -268,11 +195,12 @@ export interface JwtBundleWatcherEvents {
  */
 export class JwtBundleWatcher {
   private readonly socketPath: string;
+  private readonly client: Client;
   private readonly retryMs: number;
   private readonly maxRetryMs: number;
   private readonly resubscribeTimer: NodeJS.Timeout | undefined;
   private readonly emitter = new EventEmitter();
-  private handle: CallHandle | undefined;
+  private call: ClientReadableStream<JwtBundles> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private delay: number;
@@ -285,11 +213,14 @@ export class JwtBundleWatcher {
     this.retryMs = options.retryMs ?? 250;
     this.maxRetryMs = options.maxRetryMs ?? 5_000;
     this.delay = this.retryMs;
+    // The channel's own reconnect backoff (grpc-js default: up to 2 min) must not outlast ours,
+    // or a re-subscription after an agent restart would fail fast until the channel retries.
+    this.client = openClient(socketPath, { 'grpc.initial_reconnect_backoff_ms': this.retryMs, 'grpc.max_reconnect_backoff_ms': this.maxRetryMs });
     this.emitter.on('error', () => {}); // errors are reported to listeners, never thrown
     const every = options.resubscribeMs ?? 300_000;
     if (every > 0) {
       this.resubscribeTimer = setInterval(() => {
-        if (this.handle) this.resubscribe();
+        if (this.call) this.resubscribe();
       }, every);
       this.resubscribeTimer.unref();
     }
@@ -311,13 +242,13 @@ export class JwtBundleWatcher {
         off();
         resolve(b);
       });
-      if (this.handle) this.resubscribe();
+      if (this.call) this.resubscribe();
       else if (!this.timer) this.start();
     });
   }
 
   private resubscribe(): void {
-    const old = this.handle;
+    const old = this.call;
     this.connect();
     old?.cancel();
   }
@@ -328,7 +259,7 @@ export class JwtBundleWatcher {
   }
 
   start(): this {
-    if (!this.handle && !this.timer && !this.closed) this.connect();
+    if (!this.call && !this.timer && !this.closed) this.connect();
     return this;
   }
 
@@ -374,32 +305,34 @@ export class JwtBundleWatcher {
     if (this.resubscribeTimer) clearInterval(this.resubscribeTimer);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.handle?.cancel();
-    this.handle = undefined;
+    const call = this.call;
+    this.call = undefined;
+    call?.cancel();
+    this.client.close();
   }
 
   private connect(): void {
     this.timer = undefined;
     if (this.closed) return;
-    const handle: CallHandle = call(this.socketPath, 'FetchJWTBundles', Buffer.alloc(0), (msg) => {
-      if (this.handle !== handle) return; // a stream being replaced
-      const bundles = decodeJwtBundlesResponse(msg);
+    const call = bundleStream(this.client);
+    this.call = call;
+    call.on('data', (bundles: JwtBundles) => {
+      if (this.call !== call) return; // a stream being replaced
       this.latest = bundles;
       this.updatedAt = Date.now();
       this.lastErrorValue = undefined;
       this.delay = this.retryMs;
       this.emitter.emit('update', bundles);
     });
-    this.handle = handle;
-    handle.done.then(
-      () => this.handle === handle && this.retry(new WorkloadApiError('FetchJWTBundles', GrpcStatus.UNAVAILABLE, 'the stream ended')),
-      (err: Error) => this.handle === handle && this.retry(err),
-    );
+    call.on('status', (s: StatusObject) => {
+      if (this.call !== call) return;
+      this.retry(streamEndError(this.socketPath, s, 'the stream ended'));
+    });
   }
 
   private retry(err: Error): void {
     if (this.closed) return;
-    this.handle = undefined;
+    this.call = undefined;
     this.lastErrorValue = err;
     this.emitter.emit('error', err);
     this.timer = setTimeout(() => this.connect(), this.delay);

@@ -16,8 +16,8 @@ import { formatJson, formatText } from '../validate/report.ts';
 
 export const VALIDATE_USAGE = `usage: flashpods validate [--offline] [--json] [--only ids] [--image ref] [--spire-agent-bin path]
                           [--api-host addr] [--rsync-host addr] [--rsync-port n] [--laptop-address addr]
-                          [--rsyncd-conf path] [--owner name] [--spire-owner name] [--internet-url url]
-                          [--job-timeout seconds]
+                          [--rsyncd-conf path] [--owner name] [--token-user name] [--spire-owner name]
+                          [--internet-url url] [--job-timeout seconds]
 
 Runs the host checklist (shared/spec/host.md) against the live host; run it as root on the host,
 with the same FLASHPODS_* environment as the units (e.g. FLASHPODS_PROFILE=production).
@@ -33,7 +33,10 @@ with the same FLASHPODS_* environment as the units (e.g. FLASHPODS_PROFILE=produ
   --rsync-host addr    the rsync daemon's address (default 10.0.0.1), --rsync-port (default 873)
   --laptop-address a   the laptop's tunnel address rsync must let in (default 10.0.0.2)
   --rsyncd-conf path   the daemon's config (default: the running daemon's --config, else /etc/rsyncd.conf)
-  --owner name         user and group expected on the Podman, token and API sockets (default flashpods)
+  --owner name         user and group expected on the Podman and API sockets, group on the token
+                       socket (default flashpods)
+  --token-user name    the token service's user: owns the token socket and the only non-root user
+                       who may write its directory (default flashpods-tokens)
   --spire-owner name   user and group expected on the SPIRE agent socket (default root)
   --internet-url url   what the internet check asks for, http only (default http://github.com/)
   --job-timeout s      how long the end-to-end job may take, image pull included (default 180)
@@ -92,6 +95,7 @@ function parse(argv: string[]): { options: Omit<ValidateOptions, 'config'>; only
         'laptop-address': { type: 'string' },
         'rsyncd-conf': { type: 'string' },
         owner: { type: 'string' },
+        'token-user': { type: 'string' },
         'spire-owner': { type: 'string' },
         'internet-url': { type: 'string' },
         'job-timeout': { type: 'string' },
@@ -106,7 +110,7 @@ function parse(argv: string[]): { options: Omit<ValidateOptions, 'config'>; only
   for (const o of only ?? []) {
     if (!CHECKS.some((c) => c.id === o || c.id.startsWith(`${o}-`))) throw new UsageProblem(`--only: no check ${JSON.stringify(o)}; checks: ${CHECK_IDS.join(', ')}`);
   }
-  for (const flag of ['owner', 'spire-owner'] as const) {
+  for (const flag of ['owner', 'token-user', 'spire-owner'] as const) {
     if (values[flag] !== undefined && !NAME.test(values[flag])) throw new UsageProblem(`--${flag} ${JSON.stringify(values[flag])} is not a user name`);
   }
   const image = values.image ?? 'alpine:latest';
@@ -123,6 +127,7 @@ function parse(argv: string[]): { options: Omit<ValidateOptions, 'config'>; only
       laptopAddress: host(values['laptop-address'], '10.0.0.2', '--laptop-address'),
       ...(values['rsyncd-conf'] ? { rsyncdConf: values['rsyncd-conf'] } : {}),
       owner: values.owner ?? 'flashpods',
+      tokenUser: values['token-user'] ?? 'flashpods-tokens',
       spireOwner: values['spire-owner'] ?? 'root',
       internetUrl: internetUrl(values['internet-url']),
       offline: values.offline ?? false,

@@ -13,7 +13,8 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, realpathSync } from 'node:fs';
-import type { FlashpodsConfig } from '../../actors/contract/config.ts';
+import { dirname } from 'node:path';
+import { SETTINGS, type FlashpodsConfig } from '../../actors/contract/config.ts';
 import { SPIFFE_IDS, TOKEN_SERVICE_AUDIENCE } from '../../actors/tokens/policy.ts';
 import { accounts, listenerFor, onPath, processesNamed, socketOwner, type Accounts, type ProcessInfo } from './host.ts';
 import { ProbeError, Prober, type ProbeRun, type ProbeSpec } from './probe.ts';
@@ -44,14 +45,19 @@ export interface ValidateOptions {
   rsyncPort: number;
   laptopAddress: string;
   rsyncdConf?: string;
-  /** Expected user and group of the Podman, token and API sockets. */
+  /** Expected user and group of the Podman and API sockets; the group of the token socket. */
   owner: string;
+  /** The token service's own user: owner of the token socket and of the directory it is in. */
+  tokenUser: string;
   /** Expected user and group of the SPIRE agent socket. */
   spireOwner: string;
   internetUrl: URL;
   offline: boolean;
   jobTimeoutMs: number;
 }
+
+/** Where production keeps the token socket (config.ts), named in the hint when it is elsewhere. */
+const TOKEN_SOCKET_HOME = String(SETTINGS.find((s) => s.key === 'paths.tokenSocket')!.production);
 
 const IN_CONTAINER = { spireSocket: '/run/spire/sockets/agent.sock', spireAgent: '/flashpods-validate/spire-agent' };
 const SPIRE_SERVER_SOCKET = '/run/spire/server/api.sock';
@@ -488,30 +494,82 @@ async function jobUser(ctx: Context): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // Sockets
 
-function socketCheck(id: string, which: 'podmanSocket' | 'tokenSocket' | 'spireSocket' | 'apiSocket', mode: number, ownerOf: (o: ValidateOptions) => string, unit: string): CheckDef {
-  const label = (o?: ValidateOptions) => (o ? `${ownerOf(o)}:${ownerOf(o)} ` : '') + `0${mode.toString(8)}`;
+interface SocketOwner {
+  user: string;
+  group: string;
+}
+
+function socketCheck(id: string, which: 'podmanSocket' | 'tokenSocket' | 'spireSocket' | 'apiSocket', mode: number, ownerOf: (o: ValidateOptions) => SocketOwner, unit: string,
+  expected = 'socket, owner and mode as host.md'): CheckDef {
+  const label = (o?: ValidateOptions) => (o ? `${ownerOf(o).user}:${ownerOf(o).group} ` : '') + `0${mode.toString(8)}`;
   return {
     id,
     title: `socket ${which.replace('Socket', '')}`,
-    expected: `socket, owner and mode as host.md (${label()})`,
+    expected: `${expected} (${label()})`,
     async run(ctx) {
       const path = ctx.config.paths[which];
-      const owner = ownerOf(ctx.options);
+      const { user, group } = ownerOf(ctx.options);
       const want = label(ctx.options);
-      const fix = `chown ${owner}:${owner} ${path} && chmod 0${mode.toString(8)} ${path}, or restart ${unit}, which creates it so`;
+      const fix = `chown ${user}:${group} ${path} && chmod 0${mode.toString(8)} ${path}, or restart ${unit}, which creates it so`;
       let st;
       try {
         st = lstatSync(path);
       } catch (err) {
         throw new Failed(`${path} is missing (${(err as NodeJS.ErrnoException).code})`, `systemctl status ${unit}`);
       }
-      const uid = ctx.accounts.uid(owner);
-      const gid = ctx.accounts.gid(owner);
+      const uid = ctx.accounts.uid(user);
+      const gid = ctx.accounts.gid(group);
       const seen = `${ctx.accounts.userName(st.uid)}:${ctx.accounts.groupName(st.gid)} 0${(st.mode & 0o7777).toString(8)}`;
       if (!st.isSocket()) throw new Failed(`${path} is not a socket`, `remove it; restart ${unit}`);
-      if (uid === undefined || gid === undefined) throw new Failed(`${path} is ${seen}; no user or group named ${owner} here`, 'create the flashpods user and group (nix/modules/configuration.nix)');
+      if (uid === undefined || gid === undefined) {
+        throw new Failed(`${path} is ${seen}; no ${uid === undefined ? `user named ${user}` : `group named ${group}`} here`, `create it (nix/modules/${user === ctx.options.tokenUser ? 'token-service' : 'configuration'}.nix)`);
+      }
       if (st.uid !== uid || st.gid !== gid || (st.mode & 0o7777) !== mode) throw new Failed(`${path} is ${seen}, expected ${want}`, fix);
       return `${path} ${seen}`;
+    },
+  };
+}
+
+/**
+ * The token socket check, plus where the socket lives: anyone who can write to its directory, or
+ * to a directory above it that is not sticky, can put their own socket there, collect every SVID
+ * and answer with anything (issue 10, hole 5: the API's user could swap /run/flashpods/token.sock).
+ * Only root and the token user may. Both the path as configured (a symlink on it counts by its
+ * owner) and the real path are walked up to `/`.
+ */
+function tokenSocketCheck(): CheckDef {
+  const base = socketCheck('socket-token', 'tokenSocket', 0o660, (o) => ({ user: o.tokenUser, group: o.owner }), 'flashpods-token-service',
+    'socket, owner and mode, in a directory only the token user can write');
+  return {
+    ...base,
+    async run(ctx) {
+      const path = ctx.config.paths.tokenSocket;
+      const { tokenUser, owner } = ctx.options;
+      const trusted = new Set([0, ctx.accounts.uid(tokenUser)]);
+      const socketDir = dirname(path);
+      let real: string | undefined;
+      try {
+        real = realpathSync(socketDir);
+      } catch {
+        // No directory: the socket check below says the socket is missing.
+      }
+      for (const start of real ? [socketDir, real] : []) {
+        for (let dir = start; ; dir = dirname(dir)) {
+          const st = lstatSync(dir);
+          const mode = st.mode & 0o7777;
+          const immediate = dir === start;
+          const writableByOthers = !st.isSymbolicLink() && (mode & 0o022) !== 0 && (immediate || (mode & 0o1000) === 0);
+          if (!trusted.has(st.uid) || writableByOthers) {
+            const seen = `${ctx.accounts.userName(st.uid)}:${ctx.accounts.groupName(st.gid)} 0${mode.toString(8)}`;
+            const hint = !immediate ? `${dir} must be owned by root or ${tokenUser} and writable by its owner only (or sticky)`
+              : trusted.has(st.uid) ? `chmod 2750 ${dir} (owner ${tokenUser} or root, group ${owner}, writable by the owner only)`
+                : `move the socket out of ${ctx.accounts.userName(st.uid)}'s reach: FLASHPODS_TOKEN_SOCKET=${TOKEN_SOCKET_HOME} for both units, in a directory ${tokenUser}:${owner} 2750, the token service running as ${tokenUser} (nix/modules/token-service.nix does all three; /run/flashpods/token.sock is no longer served)`;
+            throw new Failed(`${path} can be replaced by others than ${tokenUser}: ${dir} is ${seen}`, hint);
+          }
+          if (dir === '/') break;
+        }
+      }
+      return `${await base.run(ctx)}; only root and ${tokenUser} can replace it`;
     },
   };
 }
@@ -530,10 +588,10 @@ export const CHECKS: CheckDef[] = [
   { id: 'rsync', title: 'rsync daemon and module list', expected: 'uploads listed for the laptop', run: rsync },
   { id: 'job', title: 'end-to-end job writing /artifacts/test.txt', expected: 'exit 0, artifact retrievable with "hello"', run: async (ctx) => (await ctx.job()).detail },
   { id: 'job-user', title: '`id` inside a job container', expected: 'non-root (the flashpods uid when rootless)', run: jobUser },
-  socketCheck('socket-podman', 'podmanSocket', 0o660, (o) => o.owner, 'flashpods-podman-socket'),
-  socketCheck('socket-token', 'tokenSocket', 0o660, (o) => o.owner, 'flashpods-token-service'),
-  socketCheck('socket-spire', 'spireSocket', 0o777, (o) => o.spireOwner, 'spire-agent'),
-  socketCheck('socket-api', 'apiSocket', 0o660, (o) => o.owner, 'flashpods-api'),
+  socketCheck('socket-podman', 'podmanSocket', 0o660, (o) => ({ user: o.owner, group: o.owner }), 'flashpods-podman-socket'),
+  tokenSocketCheck(),
+  socketCheck('socket-spire', 'spireSocket', 0o777, (o) => ({ user: o.spireOwner, group: o.spireOwner }), 'spire-agent'),
+  socketCheck('socket-api', 'apiSocket', 0o660, (o) => ({ user: o.owner, group: o.owner }), 'flashpods-api'),
 ];
 
 export const CHECK_IDS = CHECKS.map((c) => c.id);

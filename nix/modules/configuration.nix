@@ -1,5 +1,6 @@
-# Base of the Flashpods host: user and group `flashpods` (lingering, for rootless Podman), the
-# directories of shared/spec/host.md with their exact owners and modes, operator tools.
+# Base of the Flashpods host: user and group `flashpods` (lingering, for rootless Podman; the token
+# service's own user is in token-service.nix), the directories of shared/spec/host.md with their
+# exact owners and modes, operator tools.
 { config, lib, pkgs, ... }:
 
 let
@@ -15,7 +16,7 @@ in
       uid = cfg.uid;
       group = "flashpods";
       isSystemUser = true;
-      description = "Flashpods API, token service and job containers";
+      description = "Flashpods API and job containers";
       home = paths.home;
       createHome = true;
       homeMode = "700";
@@ -63,8 +64,9 @@ in
       '';
     };
 
-    # The API and the token service both run as flashpods: with Yama at 1, neither can ptrace
-    # or read /proc/<pid>/mem of the other (only of its own descendants).
+    # The API (flashpods) and the token service (flashpods-tokens) are different uids, so neither
+    # can ptrace the other anyway; Yama at 1 also keeps either from tracing a process of its own
+    # uid that is not its descendant.
     boot.kernel.sysctl."kernel.yama.ptrace_scope" = lib.mkDefault 1;
 
     environment.systemPackages = [ cfg.package pkgs.sqlite pkgs.curl pkgs.jq pkgs.wireguard-tools ];

@@ -11,6 +11,7 @@ in
   FLASHPODS_DB = paths.db;
   FLASHPODS_UPLOADS_DIR = paths.uploads;
   FLASHPODS_SEALED_UPLOADS_DIR = paths.sealedUploads;
+  FLASHPODS_RSYNC_TRANSFERS_DIR = paths.rsyncTransfers;
   FLASHPODS_ARTIFACTS_DIR = paths.artifacts;
   FLASHPODS_LOGS_DIR = paths.logs;
   FLASHPODS_API_TOKEN_FILE = paths.apiTokenFile;

@@ -1,10 +1,12 @@
 # The API unit: `node cli/flashpods.mjs serve` (scheduler, containers and api actors) as user
 # flashpods, listening on 10.0.0.1:8080. It must not read the secrets: /etc/flashpods/secrets.json
 # is root 0600 and hidden from its mount namespace, and so is every systemd credentials directory
-# (the token unit, same uid, gets the secrets as a credential): /run/credentials is an empty
-# read-only tmpfs here. Ptrace-style access to the token unit is refused by the kernel (Yama,
-# configuration.nix) and by the syscall filter. Its own API token (root 0600) is copied for it
-# by a privileged ExecStartPre into its runtime directory.
+# (the token unit, user flashpods-tokens, gets the secrets as a credential only that uid can read):
+# /run/credentials is an empty read-only tmpfs here. Ptrace-style access to the token unit is
+# refused by the kernel (another uid; Yama, configuration.nix) and by the syscall filter. It
+# cannot replace the token socket: that lives in /run/flashpods-tokens, not in its /run/flashpods.
+# Its own API token (root 0600) is copied for it by a privileged ExecStartPre into its runtime
+# directory.
 { config, lib, pkgs, ... }:
 
 let

@@ -6,6 +6,10 @@ rec {
   uploads = "${tmpRoot}/uploads";
   # Finalized uploads are renamed here, out of the rsync module: same filesystem as uploads.
   sealedUploads = "${tmpRoot}/sealed";
+  # The rsync daemon's register of transfers in progress (scripts/rsyncd/transfer-hook.sh, run
+  # by the daemon as root): in its own RuntimeDirectory, readable by the API, writable by root only.
+  rsyncRun = "/run/rsyncd";
+  rsyncTransfers = "${rsyncRun}/transfers";
 
   stateRoot = "/var/lib/flashpods";
   artifacts = "${stateRoot}/artifacts";
@@ -22,7 +26,10 @@ rec {
 
   run = "/run/flashpods";
   podmanSocket = "${run}/podman.sock";
-  tokenSocket = "${run}/token.sock";
+  # The token socket has a directory of its own: /run/flashpods belongs to the API's user, who
+  # could replace anything in it. Only the token service's user writes here (token-service.nix).
+  tokenRun = "/run/flashpods-tokens";
+  tokenSocket = "${tokenRun}/token.sock";
   # The API for operators on the host (the firewall drops the host's own TCP to the API port).
   apiSocket = "${run}/api.sock";
 

@@ -11,6 +11,9 @@ let
   cfg = config.services.flashpods;
   net = cfg.network;
   paths = import ./paths.nix;
+  # Registers each transfer while it runs (paths.rsyncTransfers), so finalize can refuse while
+  # rsync may still write into the upload (docs/operations.md "Uploads: what finalize seals").
+  transferHook = "${cfg.package}/lib/node_modules/flashpods/scripts/rsyncd/transfer-hook.sh";
 
   conf = ''
     # Flashpods rsync daemon (nix/modules/rsyncd.nix)
@@ -21,6 +24,9 @@ let
     max connections = ${toString cfg.rsync.maxConnections}
     use chroot = yes
     timeout = ${toString cfg.rsync.timeout}
+    # hosts allow is an address: a reverse DNS lookup per connection only adds delay (≈ 10 s
+    # where no resolver answers, as on a host whose tunnel has no DNS).
+    reverse lookup = no
     lock file = /run/rsyncd/rsyncd.lock
 
     [uploads]
@@ -30,6 +36,8 @@ let
       list = yes
       uid = flashpods
       gid = flashpods
+      pre-xfer exec = ${transferHook} start ${paths.rsyncTransfers}
+      post-xfer exec = ${transferHook} end ${paths.rsyncTransfers}
   '';
 in
 {
@@ -49,7 +57,10 @@ in
         ExecStart = "${pkgs.rsync}/bin/rsync --daemon --no-detach --config=/etc/rsyncd.conf";
         Restart = "on-failure";
         RestartSec = 2;
+        # paths.rsyncRun: lock file and the transfer register; root 0755, so the API reads the
+        # register and cannot write it. Emptied when the daemon stops (its transfers end with it).
         RuntimeDirectory = "rsyncd";
+        RuntimeDirectoryMode = "0755";
         NoNewPrivileges = true;
         ProtectSystem = "strict";
         ProtectHome = true;

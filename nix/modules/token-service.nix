@@ -1,9 +1,17 @@
-# The token unit: `node cli/flashpods.mjs serve --actors tokens` as user flashpods (the socket
-# /run/flashpods/token.sock must be flashpods:flashpods 0660 in a flashpods-owned 0750 directory),
-# on that unix socket only (PrivateNetwork: no TCP at all). It alone gets
-# /etc/flashpods/secrets.json, as a systemd credential — the API unit cannot see credentials
-# directories (flashpods-api.nix); a change of the file restarts it (the contract's "reloaded
-# when it changes").
+# The token unit: `node cli/flashpods.mjs serve --actors tokens` as its own user
+# `flashpods-tokens`, on the unix socket /run/flashpods-tokens/token.sock only (PrivateNetwork: no
+# TCP at all). It alone gets /etc/flashpods/secrets.json (root 0600), as a systemd credential: a
+# copy owned by flashpods-tokens that no other uid can read; a change of the file restarts it (the
+# contract's "reloaded when it changes").
+#
+# The socket's directory is flashpods-tokens:flashpods 2750: only the token service can create,
+# remove or rename entries in it, so the API's user (flashpods) cannot swap the socket; group
+# flashpods may traverse it — rootless job containers run as flashpods and Podman (user flashpods)
+# bind-mounts the socket into them. The setgid bit gives the socket the directory's group, so it is
+# flashpods-tokens:flashpods 0660 without the token service being in group flashpods (which would
+# open /run/flashpods/podman.sock to it). The old path /run/flashpods/token.sock is not served, and
+# deliberately not linked either: a link in a directory the API's user owns is as swappable as a
+# socket there. Inside containers the socket keeps its path /run/flashpods/token.sock.
 { config, lib, pkgs, ... }:
 
 let
@@ -11,11 +19,23 @@ let
   paths = import ./paths.nix;
   pkg = cfg.package;
   root = "${pkg}/lib/node_modules/flashpods";
+  user = "flashpods-tokens";
 in
 {
   imports = [ ./options.nix ];
 
   config = lib.mkIf cfg.enable {
+    users.groups.${user} = { };
+    users.users.${user} = {
+      isSystemUser = true;
+      group = user;
+      description = "Flashpods token service (the only reader of the secrets)";
+    };
+
+    systemd.tmpfiles.rules = [
+      "d ${paths.tokenRun} 2750 ${user} flashpods -"
+    ];
+
     systemd.services.flashpods-token-service = {
       description = "Flashpods token service (${paths.tokenSocket})";
       wantedBy = [ "multi-user.target" ];
@@ -32,17 +52,18 @@ in
         TMPDIR = "/var/cache/flashpods-token-service";
       };
       serviceConfig = import ./hardening.nix // {
-        User = "flashpods";
-        Group = "flashpods";
+        User = user;
+        Group = user;
         WorkingDirectory = root;
         ExecStart = "${pkg.nodejs}/bin/node ${root}/cli/flashpods.mjs serve --actors tokens";
         LoadCredential = [ "secrets.json:${paths.secretsFile}" ];
         PrivateTmp = true;
         PrivateNetwork = true;
         RestrictAddressFamilies = [ "AF_UNIX" ];
-        ReadWritePaths = [ paths.run ];
+        ReadWritePaths = [ paths.tokenRun ];
         ReadOnlyPaths = [ root paths.spireSocketDir ];
-        InaccessiblePaths = [ "-${paths.tmpRoot}" "-${paths.stateRoot}" "-${paths.logs}" "-/run/flashpods-api" ];
+        # Nothing of the API's: not its sockets (Podman's among them), files or runtime directory.
+        InaccessiblePaths = [ "-${paths.tmpRoot}" "-${paths.stateRoot}" "-${paths.logs}" "-${paths.run}" "-/run/flashpods-api" ];
         CacheDirectory = "flashpods-token-service";
         TimeoutStopSec = 30;
       };

@@ -4,10 +4,8 @@
 #   RSYNCD_ADDRESS=10.0.0.1 RSYNCD_PORT=873 RSYNCD_HOSTS_ALLOW=10.0.0.2
 #   RSYNCD_UPLOADS_DIR=/tmp/flashpods/uploads RSYNCD_UID=flashpods RSYNCD_GID=flashpods
 #   RSYNCD_USE_CHROOT=yes RSYNCD_RUN_DIR=/run/flashpods RSYNCD_LOG_FILE=/var/log/flashpods/rsyncd.log
-# Dev use (as root):
-#   RSYNCD_ADDRESS=127.0.0.1 RSYNCD_PORT=8873 RSYNCD_HOSTS_ALLOW=127.0.0.1 RSYNCD_UPLOADS_DIR=$PWD/.flashpods/uploads \
-#   RSYNCD_UID=$(id -u) RSYNCD_GID=$(id -g) RSYNCD_RUN_DIR=$PWD/.flashpods RSYNCD_LOG_FILE=$PWD/.flashpods/rsyncd.log \
-#     bash scripts/rsyncd/render.sh > .flashpods/rsyncd.conf && rsync --daemon --no-detach --config=.flashpods/rsyncd.conf
+#   RSYNCD_TRANSFER_HOOK=<this directory>/transfer-hook.sh RSYNCD_TRANSFERS_DIR=/run/rsyncd/transfers
+# Dev use: scripts/dev.sh starts one through start-dev.sh (loopback, port 8873).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 sed \
@@ -20,4 +18,6 @@ sed \
   -e "s|@USE_CHROOT@|${RSYNCD_USE_CHROOT:-yes}|g" \
   -e "s|@RUN_DIR@|${RSYNCD_RUN_DIR:-/run/flashpods}|g" \
   -e "s|@LOG_FILE@|${RSYNCD_LOG_FILE:-/var/log/flashpods/rsyncd.log}|g" \
+  -e "s|@TRANSFER_HOOK@|${RSYNCD_TRANSFER_HOOK:-$here/transfer-hook.sh}|g" \
+  -e "s|@TRANSFERS_DIR@|${RSYNCD_TRANSFERS_DIR:-/run/rsyncd/transfers}|g" \
   "$here/rsyncd.conf.template"

@@ -37,7 +37,8 @@ const SCRIPT = [
   'ln -s report.txt link-to-report',
   'ln -s /etc/passwd passwd',
   'mkdir -p tree/a/b && echo deep > tree/a/b/c.txt && ln -s a/b/c.txt tree/link',
-  'mkdir many && for i in $(seq 1 195); do echo $i > many/f$i; done',
+  // Directories count toward the 200-entry limit: many, tree, tree/a, tree/a/b and 196 files fill it.
+  'mkdir many && for i in $(seq 1 191); do echo $i > many/f$i; done',
   'echo one-too-many > zz-extra.txt',
   'dd if=/dev/zero of=big.bin bs=1M count=1025 2>/dev/null',
 ].join(' && ');
@@ -53,7 +54,7 @@ describe('artifacts', () => {
     expect(job.error).toBe('artifacts dropped: 1 file over the per-file limit (big.bin); 1 over the file-count limit (zz-extra.txt)');
 
     const listing = await json(await server.fetch(`/jobs/${jobId}/artifacts`));
-    const manySize = Array.from({ length: 195 }, (_, i) => `${i + 1}\n`.length).reduce((a, b) => a + b, 0);
+    const manySize = Array.from({ length: 191 }, (_, i) => `${i + 1}\n`.length).reduce((a, b) => a + b, 0);
     expect(listing.artifacts.map((a: any) => [a.name, a.size_bytes])).toEqual([
       ['.hidden', 11], ['link-to-report', 11], ['many', manySize], ['report.txt', 11], ['tree', 5],
     ]);

@@ -1,8 +1,9 @@
 /**
  * Identity end to end, through REAL Flashpods jobs: a real SPIRE server + agent attesting
  * containers of a real rootful Podman from their labels, the token unit as its own process
- * (`flashpods serve --actors tokens`), and a real `flashpods serve` whose job containers get the
- * SPIRE and token sockets mounted. The agent job runs the real /entrypoint.sh
+ * (`flashpods serve --actors tokens`), and a real `flashpods serve` whose agent containers, and
+ * worker containers created with need_github_token, get the SPIRE and token sockets mounted —
+ * other workers get neither (issue 10, hole 5). The agent job runs the real /entrypoint.sh
  * (images/agent/entrypoint.sh) in localhost/flashpods-agent:test, with a stand-in coding agent
  * that runs the job's task as a shell script; workers run localhost/flashpods-worker:test, whose
  * ENTRYPOINT is images/worker/flashpods-tokens. Both images: scripts/build-test-images.sh.
@@ -68,6 +69,11 @@ sum() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 verdict() { if [ "$(sum "$2")" = "$3" ]; then echo "$1=match"; else echo "$1=MISMATCH"; fi; }
 `;
 
+/** Shell: says for each identity socket whether the container has it ("mounted" or "absent"). */
+const SH_SOCKETS = `for s in /run/flashpods/token.sock /run/spire/sockets/agent.sock; do
+  if [ -S "$s" ]; then echo "socket $s: mounted"; elif [ -e "$s" ]; then echo "socket $s: NOT A SOCKET"; else echo "socket $s: absent"; fi
+done`;
+
 describe('identity through real Flashpods jobs (SPIRE, token unit, rootful Podman)', () => {
   it('the shell identity step uses the reserved exit codes of contract/jobs.ts', () => {
     const shell = readFileSync(new URL('../../images/lib/identity.sh', import.meta.url), 'utf8');
@@ -88,6 +94,7 @@ set -u
 ${SH_VERDICT}
 echo "keys: $(verdict ANTHROPIC_API_KEY "\${ANTHROPIC_API_KEY:-}" ${sha256(secrets.anthropic_api_key)}) $(verdict GITHUB_TOKEN "\${GITHUB_TOKEN:-}" ${sha256(secrets.github_token)})"
 echo "pwd: $(pwd)"
+${SH_SOCKETS}
 echo "branch: $(git rev-parse --abbrev-ref HEAD)"
 echo "prompt on stdin: $(head -n 1)"
 grep -q 'context-marker-7f3a' "$FLASHPODS_PROMPT_FILE" && echo "context: in the prompt file"
@@ -114,6 +121,8 @@ echo "stand-in agent done"
     expect(log).toContain('flashpods: tokens received for spiffe://flashpods.local/agent: ANTHROPIC_API_KEY, GITHUB_TOKEN');
     expect(log).toContain('keys: ANTHROPIC_API_KEY=match GITHUB_TOKEN=match');
     expect(log).toContain('pwd: /work');
+    expect(log).toContain('socket /run/flashpods/token.sock: mounted');
+    expect(log).toContain('socket /run/spire/sockets/agent.sock: mounted');
     expect(log).toContain(`branch: ${BRANCH}`);
     expect(log).toContain('prompt on stdin: # add a greeting to README and a new file');
     expect(log).toContain('context: in the prompt file');
@@ -180,7 +189,8 @@ echo "stand-in agent done"
 ${SH_VERDICT}
 echo "worker $(verdict GITHUB_TOKEN "\${GITHUB_TOKEN:-}" ${sha256(secrets.github_token)})"
 if [ -z "\${ANTHROPIC_API_KEY+x}" ]; then echo "worker ANTHROPIC_API_KEY unset"; else echo "worker ANTHROPIC_API_KEY SET"; fi
-echo "flag=\${FLASHPODS_NEED_GITHUB_TOKEN:-none}"`;
+echo "flag=\${FLASHPODS_NEED_GITHUB_TOKEN:-none}"
+${SH_SOCKETS}`;
     const { job, log } = await runJob('workerWithTokenJob', { type: 'worker', image: WORKER_TEST_IMAGE, need_github_token: true, command });
     expect(job, log).toMatchObject({ status: 'completed', exit_code: 0 });
     expect(log).toContain(`flashpods: attested as ${TD}/worker; exchanging a JWT-SVID for tokens`);
@@ -188,6 +198,8 @@ echo "flag=\${FLASHPODS_NEED_GITHUB_TOKEN:-none}"`;
     expect(log).toContain('worker GITHUB_TOKEN=match');
     expect(log).toContain('worker ANTHROPIC_API_KEY unset');
     expect(log).toContain('flag=true');
+    expect(log).toContain('socket /run/flashpods/token.sock: mounted');
+    expect(log).toContain('socket /run/spire/sockets/agent.sock: mounted');
 
     const plain = await runJob('workerWithoutTokenJob', {
       type: 'worker', image: WORKER_TEST_IMAGE,
@@ -200,6 +212,32 @@ echo "flag=\${FLASHPODS_NEED_GITHUB_TOKEN:-none}"`;
 
     const bad = await createJob(s.server, { type: 'worker', command: 'true', need_github_token: 'yes' });
     expect(bad).toMatchObject({ status: 400, body: { error: 'invalid_json' } });
+  });
+
+  it('a worker without need_github_token has neither identity socket, and no way to GITHUB_TOKEN (as a hostile install script would try)', async () => {
+    const exchangesBefore = s.tokens.lines().filter((l) => l.event === 'token_exchange').length;
+    const command = `${SH_SOCKETS}
+# 1. the image's own exchange, switched on from inside (SPIRE wait shortened: nothing will answer)
+FLASHPODS_NEED_GITHUB_TOKEN=true FLASHPODS_SPIRE_WAIT_SECONDS=2 flashpods-tokens sh -c 'echo "forced exchange: GITHUB_TOKEN \${GITHUB_TOKEN:+SET}"'
+echo "forced exchange rc=$?"
+# 2. a raw exchange: an SVID from the Workload API, then the token socket (answers never printed)
+spire-agent api fetch jwt -audience flashpods-token-service -socketPath /run/spire/sockets/agent.sock -output json -timeout 3s >/dev/null 2>&1
+echo "raw svid fetch rc=$?"
+curl -sS --max-time 5 --unix-socket /run/flashpods/token.sock http://token-service/health >/dev/null 2>&1
+echo "raw token socket rc=$?"
+if [ -z "\${GITHUB_TOKEN+x}" ]; then echo "GITHUB_TOKEN unset"; fi`;
+    const { job, log } = await runJob('workerWithoutTokenHostileJob', { type: 'worker', image: WORKER_TEST_IMAGE, command });
+    expect(job, log).toMatchObject({ status: 'completed', exit_code: 0 });
+    expect(log).toContain('socket /run/flashpods/token.sock: absent');
+    expect(log).toContain('socket /run/spire/sockets/agent.sock: absent');
+    expect(log).toContain('flashpods: no SPIRE agent socket at /run/spire/sockets/agent.sock after 2 s');
+    expect(log).toContain('forced exchange rc=90');
+    expect(log).not.toContain('forced exchange: GITHUB_TOKEN');
+    expect(log).toMatch(/raw svid fetch rc=[1-9]\d*/);
+    expect(log).toMatch(/raw token socket rc=[1-9]\d*/);
+    expect(log).toContain('GITHUB_TOKEN unset');
+    // The token unit never heard from it.
+    expect(s.tokens.lines().filter((l) => l.event === 'token_exchange').length).toBe(exchangesBefore);
   });
 
   it('a worker claiming to be an agent (environment, files, headers, identity step, SPIFFE ID) still gets worker tokens only', async () => {

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJob, json, stackContainers, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
@@ -22,6 +22,29 @@ async function runningJob(command: string, extra: Record<string, unknown> = {}):
   expect(created.status).toBe(201);
   await until(async () => (await json(await server.fetch(`/jobs/${created.body.job_id}`))).status === 'running', 15_000, 'job running');
   return created.body.job_id;
+}
+
+/**
+ * A child of the job's main shell that cleans up on SIGTERM: it writes `child-marker` then.
+ * `child-ready` says its trap is set.
+ */
+const TRAPPING_CHILD = `sh -c 'trap "echo cleaned > /artifacts/child-marker; exit 0" TERM; echo > /artifacts/child-ready; while :; do sleep 0.1; done'`;
+
+async function childReady(jobId: string): Promise<void> {
+  await until(() => existsSync(join(stack.home, 'artifacts', jobId, 'child-ready')), 10_000, 'child ready');
+}
+
+/** The supervisor's `job_kill` line for a job: when the kill sequence ended, and how. */
+function killLogged(jobId: string): { at: number; outcome: unknown } {
+  const line = stack.server.logLines().find((l) => l.event === 'job_kill' && l.job_id === jobId);
+  if (!line) throw new Error(`no job_kill log line for ${jobId}`);
+  return { at: Date.parse(line.time as string), outcome: line.outcome };
+}
+
+/** An artifact's content through the API (null when the job has none of that name). */
+async function artifact(jobId: string, name: string): Promise<string | null> {
+  const res = await stack.server.fetch(`/jobs/${jobId}/artifacts/${name}`);
+  return res.status === 200 ? res.text() : null;
 }
 
 describe('kill paths', () => {
@@ -60,6 +83,63 @@ describe('kill paths', () => {
     const job = await waitForJob(server, created.body.job_id, { timeoutMs: 30_000 });
     expect(job).toMatchObject({ status: 'timed_out', exit_code: 137, error: 'Job exceeded timeout limit', timeout_minutes: 1 });
     expect(job.actual_runtime_seconds).toBeGreaterThanOrEqual(4); // 2 s clock + 2 s grace
+  });
+
+  it('gives every process SIGTERM on cancel: a child that traps it cleans up, and the job ends 143', async () => {
+    const { server } = stack;
+    const id = await runningJob(`${TRAPPING_CHILD} & wait`);
+    await childReady(id);
+    expect((await server.fetch(`/jobs/${id}`, { method: 'DELETE' })).status).toBe(200);
+    const job = await waitForJob(server, id, { exitCode: true });
+    // The main shell is held until its child has cleaned up, then ends on its own SIGTERM (a
+    // SIGKILL at the end of the grace would make it 137).
+    expect(job).toMatchObject({ status: 'cancelled', exit_code: 143 });
+    expect(await artifact(id, 'child-marker')).toBe('cleaned\n');
+  });
+
+  it('SIGKILLs a child that ignores SIGTERM at the end of the grace, after its sibling cleaned up', async () => {
+    const { server } = stack;
+    const id = await runningJob(`${TRAPPING_CHILD} & sh -c 'trap "" TERM; while :; do sleep 0.1; done' & wait`);
+    await childReady(id);
+    const cancelledAt = Date.now();
+    expect((await server.fetch(`/jobs/${id}`, { method: 'DELETE' })).status).toBe(200);
+    const job = await waitForJob(server, id, { exitCode: true });
+    expect(job).toMatchObject({ status: 'cancelled', exit_code: 137 });
+    // The supervisor logs the kill once its SIGKILL went out: at the end of the 2 s grace, plus
+    // the DELETE's way to the runner and Podman's kill call (0.9 s at most seen, load average 14
+    // on 2 cores); twice the grace would be 4 s.
+    const kill = killLogged(id);
+    expect(kill.outcome).toBe('sigkilled');
+    expect(kill.at - cancelledAt).toBeGreaterThanOrEqual(2_000);
+    expect(kill.at - cancelledAt).toBeLessThan(4_000);
+    expect(await artifact(id, 'child-marker')).toBe('cleaned\n');
+  });
+
+  it('gives every process SIGTERM on a timeout too: timed_out 143 with the child\'s marker', async () => {
+    const { server } = stack;
+    // One timeout minute lasts 2 s in this stack.
+    const created = await createJob(server, { type: 'worker', command: `${TRAPPING_CHILD} & wait`, cpus: 1, memory_gb: 1, timeout_minutes: 1 });
+    expect(created.status).toBe(201);
+    const job = await waitForJob(server, created.body.job_id, { exitCode: true, timeoutMs: 30_000 });
+    expect(job).toMatchObject({ status: 'timed_out', exit_code: 143, error: 'Job exceeded timeout limit', timeout_minutes: 1 });
+    // The 2 s clock, then the exit on SIGTERM before the 2 s grace was over, plus Podman's
+    // latency in reporting it (4.1 s in all seen at most, load average 14 on 2 cores).
+    const kill = killLogged(job.id);
+    expect(kill.outcome).toBe('exited-on-sigterm');
+    expect(kill.at - Date.parse(job.started_at)).toBeGreaterThanOrEqual(2_000);
+    expect(kill.at - Date.parse(job.started_at)).toBeLessThan(5_500);
+    expect(await artifact(job.id, 'child-marker')).toBe('cleaned\n');
+  });
+
+  it('still sends SIGTERM to the main process when it cannot reach the others (the job deleted /bin/sh)', async () => {
+    const { server } = stack;
+    const id = await runningJob('/bin/busybox rm /bin/sh && echo > /artifacts/child-ready && exec /bin/busybox sleep 300');
+    await childReady(id);
+    expect((await server.fetch(`/jobs/${id}`, { method: 'DELETE' })).status).toBe(200);
+    const job = await waitForJob(server, id, { exitCode: true });
+    // 143, not 137: the init forwarded the SIGTERM to the main process before the grace ran out.
+    expect(job).toMatchObject({ status: 'cancelled', exit_code: 143 });
+    expect(server.logLines().filter((l) => l.event === 'job_kill_main_only' && l.job_id === id)).toHaveLength(1);
   });
 
   it('cancels a pending or starting job without ever completing it', async () => {

@@ -1,10 +1,10 @@
-import { chownSync, mkdtempSync, statSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRootlessPodmanService, type RootlessPodmanService } from '../support/podman.ts';
 import { startServer, type RunningServer } from '../support/server.ts';
-import { createJob, json, makeUpload, testEnv, waitForJob } from '../support/stack.ts';
+import { createJob, json, makeUpload, testEnv, until, waitForJob } from '../support/stack.ts';
 
 // Production runs Flashpods and Podman rootless as user flashpods: this file does the same.
 let podman: RootlessPodmanService;
@@ -49,5 +49,18 @@ describe('rootless Podman with keep-id', () => {
     expect(listing.artifacts.map((a: any) => [a.name, a.size_bytes])).toEqual([['locked', 7]]);
     const tar = Buffer.from(await (await server.fetch(`/jobs/${job.id}/artifacts/locked`)).arrayBuffer());
     expect(tar.toString('latin1')).toContain('secret');
+  });
+
+  it('gives every process SIGTERM on cancel, as the keep-id user: a child that traps it cleans up (143)', async () => {
+    const child = `sh -c 'trap "echo cleaned > /artifacts/child-marker; exit 0" TERM; echo > /artifacts/child-ready; while :; do sleep 0.1; done'`;
+    const created = await createJob(server, { type: 'worker', command: `${child} & wait`, cpus: 1, memory_gb: 1 });
+    expect(created.status).toBe(201);
+    const id = created.body.job_id as string;
+    await until(() => existsSync(join(home, 'artifacts', id, 'child-ready')), 20_000, 'child ready');
+    expect((await server.fetch(`/jobs/${id}`, { method: 'DELETE' })).status).toBe(200);
+    const job = await waitForJob(server, id, { exitCode: true });
+    // 143: it ended on SIGTERM once the child had cleaned up, before the SIGKILL of the grace's end.
+    expect(job).toMatchObject({ status: 'cancelled', exit_code: 143 });
+    expect(await (await server.fetch(`/jobs/${id}/artifacts/child-marker`)).text()).toBe('cleaned\n');
   });
 });

@@ -11,7 +11,9 @@
  * traffic outside the test's namespaces); the internet check against a namespace standing in for
  * the internet; then one thing broken at a time — the token unit stopped, the worker entry
  * unregistered, the firewall table deleted, a socket chmodded — and each time exactly the checks
- * that depend on it fail, with their hint, exit code 1, and everything else still passes.
+ * that depend on it fail, with their hint, exit code 1, and everything else still passes; the
+ * token socket's directory handed to the API's user (the layout before issue 10's hole 5 was
+ * closed) or made group-writable fails the token socket check with how to fix it.
  * Restored after each. Also: job containers running as root fail the user check. The SVIDs and
  * tokens never appear in validate's output.
  *
@@ -21,7 +23,7 @@
  * test image sets USER flashpods (production: rootless Podman with keep-id); the profile is dev
  * with every path set explicitly; `wg0` is a veth named like the tunnel.
  */
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertCapable, FIREWALL_RULESET, removeStaleNamespaces } from '../support/netns.ts';
 import { HOST_ID, SPIRE_AGENT_BIN, TRUST_DOMAIN_ID } from '../support/spire.ts';
@@ -192,7 +194,7 @@ describe('flashpods validate on a host built from real components', () => {
     try {
       const run = await validate('token.sock chmod 0666', full());
       expectOutcome(run, {
-        'socket-token': { detail: /token\.sock is flashpods:flashpods 0666, expected flashpods:flashpods 0660$/, hint: /^chown flashpods:flashpods .*token\.sock && chmod 0660 .*token\.sock, or restart flashpods-token-service/ },
+        'socket-token': { detail: /token\.sock is flashpods-tokens:flashpods 0666, expected flashpods-tokens:flashpods 0660$/, hint: /^chown flashpods-tokens:flashpods .*token\.sock && chmod 0660 .*token\.sock, or restart flashpods-token-service/ },
       });
     } finally {
       chmodSync(host.sockets.token, 0o660);
@@ -200,6 +202,41 @@ describe('flashpods validate on a host built from real components', () => {
     const again = await validate('sockets restored', ['--json', '--only', 'socket', ...base()]);
     expect(again.code).toBe(0);
     expect(again.report!.checks.map((c) => `${c.id} ${c.status}`)).toEqual(['socket-podman pass', 'socket-token pass', 'socket-spire pass', 'socket-api pass']);
+  });
+
+  it('token socket where the API user could replace it: the socket check fails and says how to move it', async () => {
+    const dir = host.tokenRunDir;
+    const { uid: tokenUid } = host.tokenUser;
+    const only = ['--json', '--only', 'socket-token', ...base()];
+    try {
+      // The layout before hole 5 was closed: the socket's directory belongs to the API's user.
+      chownSync(dir, host.uid, host.gid);
+      const apiOwned = await validate('token dir owned by the API user', only);
+      expect(apiOwned.code, apiOwned.stdout + apiOwned.stderr).toBe(1);
+      expect(apiOwned.report!.checks).toEqual([expect.objectContaining({
+        id: 'socket-token', status: 'fail',
+        detail: `${host.sockets.token} can be replaced by others than flashpods-tokens: ${dir} is flashpods:flashpods 02750`,
+        hint: expect.stringMatching(/^move the socket out of flashpods's reach: FLASHPODS_TOKEN_SOCKET=\/run\/flashpods-tokens\/token\.sock for both units, in a directory flashpods-tokens:flashpods 2750, .*\/run\/flashpods\/token\.sock is no longer served/),
+      })]);
+      // The token user's, but group-writable: the API's group could swap it.
+      chownSync(dir, tokenUid, host.gid);
+      chmodSync(dir, 0o2770);
+      const groupWritable = await validate('token dir group-writable', only);
+      expect(groupWritable.code).toBe(1);
+      expect(groupWritable.report!.checks).toEqual([expect.objectContaining({
+        id: 'socket-token', status: 'fail',
+        detail: `${host.sockets.token} can be replaced by others than flashpods-tokens: ${dir} is flashpods-tokens:flashpods 02770`,
+        hint: `chmod 2750 ${dir} (owner flashpods-tokens or root, group flashpods, writable by the owner only)`,
+      })]);
+    } finally {
+      chownSync(dir, tokenUid, host.gid);
+      chmodSync(dir, 0o2750);
+    }
+    const restored = await validate('token dir restored', only);
+    expect(restored.code).toBe(0);
+    expect(restored.report!.checks).toEqual([expect.objectContaining({
+      id: 'socket-token', status: 'pass', detail: `${host.sockets.token} flashpods-tokens:flashpods 0660; only root and flashpods-tokens can replace it`,
+    })]);
   });
 
   it('job containers running as root (an image without USER on rootful Podman): the user check fails with the rootless hint', async () => {

@@ -22,7 +22,8 @@ let shimEnv: Record<string, string>;
 
 beforeAll(async () => {
   stack = await startStack();
-  rsyncd = await startRsyncDaemon({ uploadsDir: join(stack.home, 'uploads') });
+  // Its transfer register where the server reads it (the dev default of paths.rsyncTransfers).
+  rsyncd = await startRsyncDaemon({ uploadsDir: join(stack.home, 'uploads'), transfersDir: join(stack.home, 'rsync-transfers') });
   downloads = mkdtempSync(join(tmpdir(), 'fp-mcp-downloads-'));
   const url = new URL(stack.server.url);
   shimEnv = {
@@ -118,7 +119,7 @@ describe('the MCP shim', () => {
     expect(spawned.isError, spawned.text).toBe(false);
     expect(spawned.body).toMatchObject({ status: 'starting', type: 'worker', upload: { file_count: 3, excluded: expect.arrayContaining(['.git', 'node_modules', 'target', '__pycache__', '.venv', 'dist', '*.log']) } });
     expect(spawned.body.job_id).toMatch(/^job_[a-z0-9]{16}$/);
-    expect(spawned.body.upload.upload_id).toMatch(/^upload_[A-Za-z0-9]{12}$/);
+    expect(spawned.body.upload.upload_id).toMatch(/^upload_[0-9a-f]{8}-[0-9a-f]{3}$/); // hyphenated, through rsync, finalize and the job
     expect(JSON.parse(spawned.text)).toEqual(spawned.body); // text carries the same JSON
     const id = spawned.body.job_id as string;
 
@@ -165,6 +166,21 @@ describe('the MCP shim', () => {
     expect(execFileSync('tar', ['-tf', join(downloads, 'out', 'report.tar')], { encoding: 'utf8' }).split('\n').filter(Boolean)).toContain('report/r.txt');
 
     expect(readdirSync(downloads).concat(readdirSync(join(downloads, 'out'))).filter((n) => n.endsWith('.partial'))).toEqual([]);
+  });
+
+  it('passes need_github_token through to the job: its container gets the flag only when asked', async () => {
+    const { tools } = await shim.client.listTools();
+    const sw = tools.find((t) => t.name === 'spawn_worker')!.inputSchema as any;
+    expect(sw.properties.need_github_token).toMatchObject({ type: 'boolean', default: false });
+    const flag = 'echo "NEED=${FLASHPODS_NEED_GITHUB_TOKEN:-unset}"';
+    const asked = await callTool(shim, 'spawn_worker', worker(flag, { need_github_token: true }));
+    const plain = await callTool(shim, 'spawn_worker', worker(flag));
+    expect(asked.isError, asked.text).toBe(false);
+    for (const [spawned, expected] of [[asked, 'NEED=true'], [plain, 'NEED=unset']] as const) {
+      const done = await callTool(shim, 'wait_for_job', { job_id: spawned.body.job_id, timeout_seconds: 60 });
+      expect(done.body, done.text).toMatchObject({ status: 'completed', exit_code: 0 });
+      expect(done.body.output_tail).toContain(expected);
+    }
   });
 
   it('mounts /work read-only for a worker and read-write for a sub-agent', async () => {
@@ -385,8 +401,10 @@ describe('the MCP shim', () => {
     try {
       const before = (await json(await stack.server.fetch('/jobs?limit=1'))).total;
       const answer = await callTool(noRsync, 'spawn_worker', worker('true', { files: { local_path: makeProject() } }));
-      expect(answer).toMatchObject({ isError: true, body: { error: 'upload_failed', details: { rsync_exit_code: 10 } } });
-      expect(answer.body.message).toMatch(/rsync:\/\/127\.0\.0\.1:1\/uploads\/upload_\w{12}\/ failed: rsync exited with code 10/);
+      expect(answer).toMatchObject({ isError: true, body: { error: 'upload_failed', details: { rsync_exit_code: 10, reason: 'connection_refused' } } });
+      expect(answer.body.message).toMatch(/rsync:\/\/127\.0\.0\.1:1\/uploads\/upload_[\w-]{12}\/ failed: rsync exited with code 10/);
+      expect(answer.body.message).toContain('Nothing accepts connections at 127.0.0.1:1');
+      expect(answer.body.message).not.toContain('hosts allow');
       expect((await json(await stack.server.fetch('/jobs?limit=1'))).total).toBe(before);
     } finally {
       await noRsync.close();

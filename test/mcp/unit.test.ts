@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ID_PATTERNS } from '../../actors/contract/jobs.ts';
 import { ConfigError, DEFAULT_EXCLUDE, loadConfig } from '../../mcp/config.ts';
 import { resolveSaveTo } from '../../mcp/downloads.ts';
 import { ToolFailure } from '../../mcp/errors.ts';
@@ -103,7 +104,10 @@ describe('uploads', () => {
   it('picks ids the API accepts', () => {
     const ids = new Set(Array.from({ length: 100 }, newUploadId));
     expect(ids.size).toBe(100);
-    for (const id of ids) expect(id).toMatch(/^upload_[A-Za-z0-9]{12}$/);
+    for (const id of ids) {
+      expect(id).toMatch(/^upload_[0-9a-f]{8}-[0-9a-f]{3}$/); // spec/mcp.md's generator: hyphenated
+      expect(ID_PATTERNS.upload.test(id)).toBe(true);
+    }
   });
 
   it('parses --info=progress2 records', () => {
@@ -178,11 +182,12 @@ describe('argument errors', () => {
     expect(codeFor('spawn_sub_agent', { task: 't', git_branch: '-bad' })).toBe('missing_git_branch');
     expect(codeFor('spawn_sub_agent', { task: 't', git_branch: 'ok', context: 'x'.repeat(100_001) })).toBe('invalid_context');
     expect(codeFor('download_artifact', { job_id: 'job_0000000000000000', artifact_name: 'a\0b' })).toBe('invalid_artifact_name');
+    expect(codeFor('spawn_worker', { command: 'x', need_github_token: 'yes' })).toBe('invalid_argument');
     expect(codeFor('spawn_worker', { command: 'x' })).toBe('ok');
   });
 
   it('fill in the defaults of mcp.md', () => {
-    expect(tool('spawn_worker').inputSchema.parse({ command: 'x' })).toEqual({ command: 'x', cpus: 2, memory_gb: 4, timeout_minutes: 30 });
+    expect(tool('spawn_worker').inputSchema.parse({ command: 'x' })).toEqual({ command: 'x', cpus: 2, memory_gb: 4, timeout_minutes: 30, need_github_token: false });
     expect(tool('spawn_sub_agent').inputSchema.parse({ task: 't', git_branch: 'b' })).toEqual({ task: 't', git_branch: 'b', cpus: 2, memory_gb: 4, timeout_minutes: 60 });
     expect(tool('list_jobs').inputSchema.parse({})).toEqual({ status: 'all', limit: 20 });
     expect(tool('get_job_output').inputSchema.parse({ job_id: 'job_0000000000000000' })).toMatchObject({ tail: 100 });

@@ -99,6 +99,13 @@ describe('scripts/nix-check.sh', () => {
     const evalRun = runCheck(drifted);
     expect(evalRun.status).not.toBe(0);
     expect(evalRun.stderr).toMatch(/deployed host: failed assertion: nix\/firewall\/flashpods\.nft does not match/);
+
+    const opened = scratchRepo();
+    const openedNft = join(opened, 'nix/firewall/flashpods.nft');
+    writeFileSync(openedNft, readFileSync(openedNft, 'utf8').replace('elements = { 10.0.0.0/24, 169.254.0.0/16 }', 'elements = { 169.254.0.0/16 }'));
+    const openedRun = runCheck(opened);
+    expect(openedRun.status).not.toBe(0);
+    expect(openedRun.stderr).toMatch(/deployed host: failed assertion: nix\/firewall\/flashpods\.nft does not close the tunnel subnet 10\.0\.0\.0\/24/);
   });
 });
 
@@ -123,16 +130,26 @@ describe('the firewall the module deploys', () => {
     expect(Object.keys(fw.interfaces)).toEqual(['wg0']);
   });
 
-  it('is the ruleset nft accepts (nft --check)', () => {
+  it('is the ruleset nft accepts (nft --check), also as NixOS checks it at build time (no user flashpods)', () => {
     try {
       execFileSync('nft', ['--version'], { stdio: 'ignore' });
     } catch {
-      return; // nftables is installed by scripts/setup-podman.sh; the e2e test needs it anyway
+      throw new Error('nft is missing: run `bash scripts/setup-podman.sh` as root (it installs nftables)');
     }
+    // NixOS runs preCheckRuleset on a copy named ruleset.conf, in a sandbox whose only users
+    // are root, nixbld and nobody.
+    const sandbox = mkdtempSync(join(work, 'nft-check-'));
+    const copy = join(sandbox, 'ruleset.conf');
+    writeFileSync(copy, readFileSync(FIREWALL_RULESET, 'utf8'));
+    execFileSync('bash', ['-euc', report.deployed.networking.nftables.preCheckRuleset], { cwd: sandbox });
+    const checked = readFileSync(copy, 'utf8');
+    expect(checked).not.toMatch(/skuid "flashpods"/);
+    expect(checked).toContain('meta skuid "nobody" ct state new jump job_egress');
     const ns = `fpnixchk${process.pid}`;
     execFileSync('ip', ['netns', 'add', ns]);
     try {
       execFileSync('ip', ['netns', 'exec', ns, 'nft', '--check', '-f', FIREWALL_RULESET]);
+      execFileSync('ip', ['netns', 'exec', ns, 'nft', '--check', '-f', copy]);
     } finally {
       execFileSync('ip', ['netns', 'del', ns]);
     }
@@ -273,12 +290,35 @@ describe('the Flashpods units', () => {
     expect(JSON.stringify(api)).not.toContain('secrets.json:');
 
     expect(tok.serviceConfig).toMatchObject({
-      User: 'flashpods', NoNewPrivileges: true, ProtectSystem: 'strict', ProtectHome: true, PrivateNetwork: true,
+      User: 'flashpods-tokens', Group: 'flashpods-tokens', NoNewPrivileges: true, ProtectSystem: 'strict', ProtectHome: true, PrivateNetwork: true,
       LoadCredential: ['secrets.json:/etc/flashpods/secrets.json'], RestrictAddressFamilies: ['AF_UNIX'],
     });
     expect(tok.environment!.FLASHPODS_SECRETS_FILE).toBe('%d/secrets.json');
     expect(report.deployed.systemd.paths['flashpods-token-secrets'].pathConfig.PathChanged).toBe('/etc/flashpods/secrets.json');
     expect(report.deployed.boot.kernel.sysctl['kernel.yama.ptrace_scope']).toBe(1);
+  });
+
+  it('run the token service as its own user, its socket in a directory the API user cannot write', () => {
+    const tok = units()['flashpods-token-service']!;
+    const api = units()['flashpods-api']!;
+    const { users, groups } = report.deployed.users;
+    // Its own user and group; not in group flashpods (which would open Podman's socket to it).
+    expect(users['flashpods-tokens']).toEqual({ isSystemUser: true, group: 'flashpods-tokens', description: expect.any(String) });
+    expect(groups['flashpods-tokens']).toEqual({});
+    expect(users.flashpods.extraGroups ?? []).not.toContain('flashpods-tokens');
+    // The secrets: root 0600 at the source, a credential copy only flashpods-tokens can read.
+    expect(report.deployed.systemd.tmpfiles.rules).toContain('z /etc/flashpods/secrets.json 0600 root root -');
+    expect(tok.serviceConfig.LoadCredential).toEqual(['secrets.json:/etc/flashpods/secrets.json']);
+    // The socket: both units agree on it, in /run/flashpods-tokens, flashpods-tokens:flashpods 2750.
+    for (const unit of [tok, api]) expect(unit.environment!.FLASHPODS_TOKEN_SOCKET).toBe('/run/flashpods-tokens/token.sock');
+    const rules: string[] = report.deployed.systemd.tmpfiles.rules;
+    expect(rules.filter((r) => r.includes('/run/flashpods-tokens'))).toEqual(['d /run/flashpods-tokens 2750 flashpods-tokens flashpods -']);
+    // No compatibility link at the old path: in the API user's directory it could be swapped.
+    expect(rules.filter((r) => r.includes('token.sock'))).toEqual([]);
+    expect(tok.serviceConfig.ReadWritePaths).toEqual(['/run/flashpods-tokens']);
+    expect(tok.serviceConfig.InaccessiblePaths).toEqual(expect.arrayContaining(['-/run/flashpods', '-/tmp/flashpods', '-/var/lib/flashpods']));
+    expect(api.serviceConfig.ReadWritePaths as string[]).not.toContain('/run/flashpods-tokens');
+    expect(api.serviceConfig.User).toBe('flashpods');
   });
 
   it('share /tmp/flashpods as ONE writable tree (finalize renames uploads → sealed)', () => {

@@ -6,7 +6,7 @@
  * own lock (`address`, `hosts allow`, `hosts deny`) and the module (chroot, write as flashpods).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ let topo: Topology | undefined;
 let work: string;
 let uploads: string;
 let flashpodsUid: number;
+let transfers: string;
 
 function rsyncFrom(ns: string, args: string[]) {
   return topo!.execAsync(ns, 'rsync', ['--contimeout=3', ...args], 20_000);
@@ -42,10 +43,16 @@ describe('the rendered /etc/rsyncd.conf, run by a real rsync daemon', () => {
     uploads = join(work, 'uploads');
     mkdirSync(uploads);
     chownSync(uploads, flashpodsUid, flashpodsUid);
+    transfers = join(work, 'transfers');
+    // The hook is the package's copy of scripts/rsyncd/transfer-hook.sh: here, this checkout's.
     const conf = rendered
       .replace(/^(\s*path = )\/tmp\/flashpods\/uploads$/m, `$1${uploads}`)
-      .replace(/^lock file = .*$/m, `lock file = ${join(work, 'rsyncd.lock')}`);
-    expect(conf).not.toBe(rendered);
+      .replace(/^lock file = .*$/m, `lock file = ${join(work, 'rsyncd.lock')}`)
+      .replace(/\/nix\/store\/[^/ ]+\/lib\/node_modules\/flashpods\/(scripts\/rsyncd\/transfer-hook\.sh) (start|end) \/run\/rsyncd\/transfers$/gm, `${ROOT}$1 $2 ${transfers}`);
+    expect(conf.match(/^\s*(pre|post)-xfer exec = .*$/gm)).toEqual([
+      `  pre-xfer exec = ${ROOT}scripts/rsyncd/transfer-hook.sh start ${transfers}`,
+      `  post-xfer exec = ${ROOT}scripts/rsyncd/transfer-hook.sh end ${transfers}`,
+    ]);
     writeFileSync(join(work, 'rsyncd.conf'), conf);
 
     removeStaleNamespaces();
@@ -78,6 +85,32 @@ describe('the rendered /etc/rsyncd.conf, run by a real rsync daemon', () => {
     const file = join(uploads, 'up_1', 'dir', 'hello.txt');
     expect(readFileSync(file, 'utf8')).toBe('hello\n');
     expect(statSync(file).uid).toBe(flashpodsUid);
+  });
+
+  it('registers a transfer while it runs and unregisters it after (the register finalize reads)', async () => {
+    const src = join(work, 'slow');
+    mkdirSync(src);
+    writeFileSync(join(src, 'big.bin'), Buffer.alloc(1024 * 1024));
+    chmodSync(src, 0o755);
+    const slow = rsyncFrom(topo!.ns.laptop, ['-r', '--bwlimit=256', `${src}/`, 'rsync://10.0.0.1/uploads/upload_abcdefabcdef/']);
+    // Entries of this transfer only (one of the previous test may still be ending).
+    const entryOf = (name: string) => { try { return readFileSync(join(transfers, name), 'utf8'); } catch { return ''; } };
+    const mine = () => (existsSync(transfers) ? readdirSync(transfers) : []).filter((name) => entryOf(name) === '/upload_abcdefabcdef/\0');
+    let entries: string[] = [];
+    // The daemon looks the client's name up first (no `reverse lookup = no` here): ~10 s without DNS.
+    const deadline = Date.now() + 15_000;
+    while (entries.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      entries = mine();
+    }
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toMatch(/^[1-9][0-9]*$/);
+    const r = await slow;
+    expect(r.code, r.stderr).toBe(0);
+    // post-xfer exec runs right after the daemon's side has ended.
+    const gone = Date.now() + 2_000;
+    while (existsSync(join(transfers, entries[0]!)) && Date.now() < gone) await new Promise((res) => setTimeout(res, 20));
+    expect(readdirSync(transfers)).toEqual([]);
   });
 
   it('refuses another address on the same link (hosts allow = 10.0.0.2, hosts deny = *)', async () => {

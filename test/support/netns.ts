@@ -25,6 +25,7 @@ export interface NamespaceNames {
   other: string;
   container: string;
   cni: string;
+  uplink: string;
 }
 
 export interface LinkSpec {
@@ -35,6 +36,13 @@ export interface LinkSpec {
   peer: Exclude<keyof NamespaceNames, 'host'>;
   peerAddrs: string[];
   prefixLen: number;
+  /** IPv6 addresses (/64, no duplicate-address detection) of the host end and of the peer. */
+  v6?: { hostAddr: string; peerAddrs: string[] };
+  /**
+   * Prefixes the host routes through this link's first peer address (v4 or v6). Never a default
+   * route: the host's DNS queries (and rsyncd's reverse lookups) must keep failing at once.
+   */
+  hostRoutes?: string[];
 }
 
 /**
@@ -42,16 +50,24 @@ export interface LinkSpec {
  * - the laptop through a link whose host end is NAMED `wg0` (standing in for WireGuard),
  * - another source on an ordinary interface,
  * - a job container through a link named like Podman's bridge (`podman0`),
- * - a job container through a CNI-style bridge name (`cni-podman0`).
+ * - a job container through a CNI-style bridge name (`cni-podman0`),
+ * - its uplink: the "internet" (documentation addresses 203.0.113.10, 2001:db8::2) and the
+ *   cloud's metadata service (169.254.169.254, fd00:ec2::254) behind it.
+ * The laptop's link also carries link-local IPv6 (fe80::1 ↔ fe80::2).
  */
 export const LINKS: LinkSpec[] = [
-  { hostIf: 'wg0', hostAddr: '10.0.0.1', peer: 'laptop', peerAddrs: ['10.0.0.2', '10.0.0.3'], prefixLen: 24 },
+  { hostIf: 'wg0', hostAddr: '10.0.0.1', peer: 'laptop', peerAddrs: ['10.0.0.2', '10.0.0.3'], prefixLen: 24, v6: { hostAddr: 'fe80::1', peerAddrs: ['fe80::2'] } },
   { hostIf: 'eth1', hostAddr: '10.0.1.1', peer: 'other', peerAddrs: ['10.0.1.2'], prefixLen: 24 },
   { hostIf: 'podman0', hostAddr: '10.88.0.1', peer: 'container', peerAddrs: ['10.88.0.2'], prefixLen: 16 },
   { hostIf: 'cni-podman0', hostAddr: '10.89.0.1', peer: 'cni', peerAddrs: ['10.89.0.2'], prefixLen: 24 },
+  {
+    hostIf: 'eth2', hostAddr: '198.51.100.1', peer: 'uplink', peerAddrs: ['198.51.100.2', '203.0.113.10', '169.254.169.254'], prefixLen: 24,
+    v6: { hostAddr: '2001:db8::1', peerAddrs: ['2001:db8::2', 'fd00:ec2::254'] }, hostRoutes: ['203.0.113.0/24', '169.254.169.254/32', 'fd00:ec2::254/128'],
+  },
 ];
 
 export type ProbeResult = 'connected' | 'refused' | 'timeout' | `error:${string}`;
+export type UdpProbeResult = `reply:${string}` | 'timeout' | `error:${string}`;
 
 export interface HttpResult {
   status?: number;
@@ -134,6 +150,7 @@ export class Topology {
       other: `${this.id}-other`,
       container: `${this.id}-ctr`,
       cni: `${this.id}-cni`,
+      uplink: `${this.id}-up`,
     };
   }
 
@@ -170,12 +187,21 @@ export class Topology {
       run('ip', ['-n', peer, 'link', 'set', 'eth0', 'up']);
       // Every source can address any of the host's addresses (the host is their gateway).
       run('ip', ['-n', peer, 'route', 'add', 'default', 'via', link.hostAddr]);
+      if (link.v6) {
+        run('ip', ['-n', host, 'addr', 'add', `${link.v6.hostAddr}/64`, 'dev', link.hostIf, 'nodad']);
+        for (const addr of link.v6.peerAddrs) run('ip', ['-n', peer, 'addr', 'add', `${addr}/64`, 'dev', 'eth0', 'nodad']);
+      }
+      for (const prefix of link.hostRoutes ?? []) {
+        const via = prefix.includes(':') ? link.v6!.peerAddrs[0]! : link.peerAddrs[0]!;
+        run('ip', ['-n', host, 'route', 'add', prefix, 'via', via]);
+      }
     }
   }
 
-  /** `ip netns exec NS cmd args…` argv. */
-  argv(ns: string, cmd: string, args: string[]): [string, string[]] {
-    return ['ip', ['netns', 'exec', ns, cmd, ...args]];
+  /** `ip netns exec NS cmd args…` argv; with `user`, cmd runs as that user (and its group, no others). */
+  argv(ns: string, cmd: string, args: string[], user?: string): [string, string[]] {
+    const asUser = user ? ['setpriv', `--reuid=${user}`, `--regid=${user}`, '--clear-groups'] : [];
+    return ['ip', ['netns', 'exec', ns, ...asUser, cmd, ...args]];
   }
 
   exec(ns: string, cmd: string, args: string[], timeoutMs = 15_000): string {
@@ -183,25 +209,27 @@ export class Topology {
     return run(c, a, timeoutMs);
   }
 
-  execAsync(ns: string, cmd: string, args: string[], timeoutMs: number) {
-    const [c, a] = this.argv(ns, cmd, args);
+  execAsync(ns: string, cmd: string, args: string[], timeoutMs: number, user?: string) {
+    const [c, a] = this.argv(ns, cmd, args, user);
     return runAsync(c, a, timeoutMs);
   }
 
-  /** Starts a long-running process inside a namespace; destroy() ends it. */
-  spawn(ns: string, cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess {
-    const [c, a] = this.argv(ns, cmd, args);
-    const child = spawn(c, a, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Starts a long-running process inside a namespace (optionally as `user`); destroy() ends it. */
+  spawn(ns: string, cmd: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; user?: string } = {}): ChildProcess {
+    const { user, ...spawnOptions } = options;
+    const [c, a] = this.argv(ns, cmd, args, user);
+    const child = spawn(c, a, { ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.add(child);
     child.once('exit', () => this.children.delete(child));
     return child;
   }
 
   /**
-   * A TCP connect from inside `fromNs` (optionally from a given local address): `connected`,
-   * `refused` (RST: nothing listens), or `timeout` (no answer at all: a firewall drop).
+   * A TCP connect from inside `fromNs` (optionally from a given local address, or as `user`):
+   * `connected`, `refused` (RST: nothing listens, or a firewall's reject), or `timeout` (no
+   * answer at all: a firewall drop).
    */
-  async tcpProbe(fromNs: string, host: string, port: number, { timeoutMs = 1500, localAddress }: { timeoutMs?: number; localAddress?: string } = {}): Promise<ProbeResult> {
+  async tcpProbe(fromNs: string, host: string, port: number, { timeoutMs = 1500, localAddress, user }: { timeoutMs?: number; localAddress?: string; user?: string } = {}): Promise<ProbeResult> {
     const script = `
       const net = require('node:net');
       const [host, port, timeout, localAddress] = process.argv.slice(1);
@@ -210,8 +238,26 @@ export class Topology {
       s.setTimeout(Number(timeout), () => done('timeout'));
       s.once('connect', () => done('connected'));
       s.once('error', (e) => done(e.code === 'ECONNREFUSED' ? 'refused' : 'error:' + e.code));`;
-    const r = await this.execAsync(fromNs, process.execPath, ['-e', script, host, String(port), String(timeoutMs), localAddress ?? ''], timeoutMs + 10_000);
+    const r = await this.execAsync(fromNs, process.execPath, ['-e', script, host, String(port), String(timeoutMs), localAddress ?? ''], timeoutMs + 10_000, user);
     return (r.stdout.trim() || `error:exit ${r.code} ${r.stderr.trim()}`) as ProbeResult;
+  }
+
+  /**
+   * One UDP datagram from inside `fromNs` (optionally as `user`) on a connected socket:
+   * `reply:<text>` (the first answer), `timeout` (none), or `error:<code>` (an ICMP error came
+   * back, e.g. EHOSTUNREACH for a firewall's admin-prohibited reject).
+   */
+  async udpProbe(fromNs: string, host: string, port: number, { timeoutMs = 1500, user }: { timeoutMs?: number; user?: string } = {}): Promise<UdpProbeResult> {
+    const script = `
+      const [host, port, timeout] = process.argv.slice(1);
+      const s = require('node:dgram').createSocket(host.includes(':') ? 'udp6' : 'udp4');
+      const done = (r) => { process.stdout.write(r); process.exit(0); };
+      setTimeout(() => done('timeout'), Number(timeout));
+      s.once('message', (m) => done('reply:' + m.toString()));
+      s.once('error', (e) => done('error:' + e.code));
+      s.connect(Number(port), host, () => s.send('probe'));`;
+    const r = await this.execAsync(fromNs, process.execPath, ['-e', script, host, String(port), String(timeoutMs)], timeoutMs + 10_000, user);
+    return (r.stdout.trim() || `error:exit ${r.code} ${r.stderr.trim()}`) as UdpProbeResult;
   }
 
   /** An HTTP GET from inside `fromNs`, with a deadline. */
@@ -259,8 +305,18 @@ export class Topology {
 
   /** Number of rules in a chain of the host namespace's ruleset. */
   ruleCount(table: readonly [string, string] = FIREWALL_TABLE, chain = 'input'): number {
-    const json = JSON.parse(this.exec(this.ns.host, 'nft', ['-j', 'list', 'table', ...table])) as { nftables: Array<Record<string, { chain?: string }>> };
-    return json.nftables.filter((o) => o.rule && o.rule.chain === chain).length;
+    return this.rules(table, chain).length;
+  }
+
+  /** Packets counted by each rule of a chain that has a counter, in rule order. */
+  counterPackets(chain: string, table: readonly [string, string] = FIREWALL_TABLE): number[] {
+    return this.rules(table, chain).flatMap((r) => r.expr.flatMap((e) => (e.counter ? [e.counter.packets] : [])));
+  }
+
+  private rules(table: readonly [string, string], chain: string): Array<{ expr: Array<{ counter?: { packets: number } }> }> {
+    type Rule = { chain: string; expr: Array<{ counter?: { packets: number } }> };
+    const json = JSON.parse(this.exec(this.ns.host, 'nft', ['-j', 'list', 'table', ...table])) as { nftables: Array<{ rule?: Rule }> };
+    return json.nftables.flatMap((o) => (o.rule && o.rule.chain === chain ? [o.rule] : []));
   }
 
   /** Ends every process started with spawn() (SIGTERM, then SIGKILL), then deletes the namespaces. */

@@ -30,7 +30,8 @@ const SETUP_HINT = 'run `bash scripts/setup-podman.sh` as root first';
 export interface PodmanServiceOptions {
   /**
    * Run the service inside this network namespace (a name under /run/netns): its bridge
-   * networks, and so its containers' traffic to the host, then live there. Entered with
+   * networks (rootful) or its slirp4netns processes (rootless), and so its containers' traffic,
+   * then live there. Entered with
    * `nsenter --net` only — `ip netns exec` would remount /sys and hide the cgroup mounts runc needs.
    */
   netns?: string;
@@ -53,8 +54,11 @@ export async function startPodmanService(socketPath?: string, options: PodmanSer
   return await running(child, socketPath, dir);
 }
 
-/** The same, as user `flashpods` with an XDG_RUNTIME_DIR it owns (rootless, user namespaces). */
-export async function startRootlessPodmanService(): Promise<RootlessPodmanService> {
+/**
+ * The same, as user `flashpods` with an XDG_RUNTIME_DIR it owns (rootless, user namespaces). With
+ * `netns`, slirp4netns runs there too: its containers' connections leave from that namespace.
+ */
+export async function startRootlessPodmanService(options: PodmanServiceOptions = {}): Promise<RootlessPodmanService> {
   const uid = Number(idOf('-u'));
   const gid = Number(idOf('-g'));
   const runtimeDir = `/run/user/${uid}`;
@@ -65,12 +69,10 @@ export async function startRootlessPodmanService(): Promise<RootlessPodmanServic
   const dir = mkdtempSync(join(tmpdir(), 'fp-podman-rootless-'));
   chownSync(dir, uid, gid);
   const socketPath = join(dir, 'podman.sock');
-  const child = spawn(
-    'runuser',
-    ['-u', ROOTLESS_USER, '--', 'env', `HOME=/home/${ROOTLESS_USER}`, `XDG_RUNTIME_DIR=${runtimeDir}`,
-      `CONTAINERS_CONF=${CONTAINERS_CONF}`, 'podman', 'system', 'service', '--time=0', `unix://${socketPath}`],
-    { cwd: '/', stdio: ['ignore', 'ignore', 'pipe'], detached: true },
-  );
+  const argv = ['runuser', '-u', ROOTLESS_USER, '--', 'env', `HOME=/home/${ROOTLESS_USER}`, `XDG_RUNTIME_DIR=${runtimeDir}`,
+    `CONTAINERS_CONF=${CONTAINERS_CONF}`, 'podman', 'system', 'service', '--time=0', `unix://${socketPath}`];
+  const [cmd, ...args] = options.netns ? ['nsenter', `--net=/run/netns/${options.netns}`, '--', ...argv] : argv;
+  const child = spawn(cmd!, args, { cwd: '/', stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   return { ...(await running(child, socketPath, dir)), uid, gid };
 }
 

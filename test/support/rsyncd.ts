@@ -2,7 +2,9 @@
  * @module test/support/rsyncd
  * A real rsync daemon for tests: `rsync --daemon --no-detach` on a free loopback port, with a
  * config rendered from scripts/rsyncd/rsyncd.conf.template whose `uploads` module points at the
- * given directory (a test stack's `<home>/uploads`) and allows only 127.0.0.1.
+ * given directory (a test stack's `<home>/uploads`) and allows only 127.0.0.1. Its transfer
+ * register (scripts/rsyncd/transfer-hook.sh) is `transfersDir`: give the same directory to the
+ * server as FLASHPODS_RSYNC_TRANSFERS_DIR.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,11 +14,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const RSYNCD_TEMPLATE = fileURLToPath(new URL('../../scripts/rsyncd/rsyncd.conf.template', import.meta.url));
+export const TRANSFER_HOOK = fileURLToPath(new URL('../../scripts/rsyncd/transfer-hook.sh', import.meta.url));
 
 export interface RsyncDaemon {
   host: string;
   port: number;
   uploadsDir: string;
+  transfersDir: string;
   configPath: string;
   /** The daemon's log so far. */
   log(): string;
@@ -25,6 +29,8 @@ export interface RsyncDaemon {
 
 export interface RsyncDaemonOptions {
   uploadsDir: string;
+  /** The transfer register; default: `transfers` in the daemon's own temp directory. */
+  transfersDir?: string;
   hostsAllow?: string;
   /** Extra lines for the [uploads] module (e.g. "max connections = 1"). */
   moduleExtra?: string[];
@@ -38,7 +44,8 @@ export function renderRsyncdConf(values: Record<string, string>, extra: string[]
   return text;
 }
 
-async function freePort(): Promise<number> {
+/** A loopback port nothing listens on (now). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -59,6 +66,7 @@ export async function startRsyncDaemon(options: RsyncDaemonOptions): Promise<Rsy
   mkdirSync(options.uploadsDir, { recursive: true });
   const runDir = mkdtempSync(join(tmpdir(), 'fp-rsyncd-'));
   const root = process.getuid?.() === 0;
+  const transfersDir = options.transfersDir ?? join(runDir, 'transfers');
   for (let tries = 1; ; tries++) {
     const port = await freePort();
     const configPath = join(runDir, 'rsyncd.conf');
@@ -74,6 +82,8 @@ export async function startRsyncDaemon(options: RsyncDaemonOptions): Promise<Rsy
       USE_CHROOT: root ? 'yes' : 'no',
       RUN_DIR: runDir,
       LOG_FILE: logFile,
+      TRANSFER_HOOK: TRANSFER_HOOK,
+      TRANSFERS_DIR: transfersDir,
     }, options.moduleExtra));
     const child: ChildProcess = spawn('rsync', ['--daemon', '--no-detach', `--config=${configPath}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -97,7 +107,7 @@ export async function startRsyncDaemon(options: RsyncDaemonOptions): Promise<Rsy
       throw new Error(`rsync daemon did not start: ${stderr.trim()} ${log.trim()}`);
     }
     return {
-      host: '127.0.0.1', port, uploadsDir: options.uploadsDir, configPath,
+      host: '127.0.0.1', port, uploadsDir: options.uploadsDir, transfersDir, configPath,
       log: () => { try { return readFileSync(logFile, 'utf8'); } catch { return ''; } },
       async stop() {
         process.off('exit', endOnExit);

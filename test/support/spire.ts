@@ -49,6 +49,8 @@ export interface SpireOptions {
    * are reachable from anywhere on the filesystem either way.
    */
   netns?: string;
+  /** HCL added inside the agent's `plugins { }` block, e.g. a k8s WorkloadAttestor. */
+  extraAgentPlugins?: string;
 }
 
 export interface Spire {
@@ -196,13 +198,15 @@ export async function startSpire(options: SpireOptions): Promise<Spire> {
     for (const e of entries) await register(e);
 
     const t1 = Date.now();
-    writeFileSync(join(dir, 'agent.conf'), renderTemplate('agent.conf', {
+    const agentConf = renderTemplate('agent.conf', {
       DATA_DIR: join(dir, 'agent'), SERVER_PORT: String(port), SOCKET_PATH: agentSocket, TRUST_BUNDLE: bundlePath,
       PODMAN_SOCKET: `unix://${options.podmanSocket}`,
       // Unused in these rootful tests, but must hold exactly one %d.
       PODMAN_SOCKET_TEMPLATE: 'unix:///run/user/%d/podman/podman.sock',
       LOG_LEVEL: logLevel,
-    }));
+    });
+    // The template ends with the closing brace of its `plugins` block.
+    writeFileSync(join(dir, 'agent.conf'), options.extraAgentPlugins ? agentConf.replace(/}\s*$/, `${options.extraAgentPlugins}\n}\n`) : agentConf);
     // The join token is single use: a restarted agent re-uses the SVID in its data dir.
     const startAgent = async (): Promise<Daemon> => {
       const d = daemon(SPIRE_AGENT_BIN, ['run', '-config', join(dir, 'agent.conf'), '-joinToken', joinToken], agentLog, options.netns);

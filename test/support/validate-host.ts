@@ -11,12 +11,14 @@
  * - the ruleset nix/firewall/flashpods.nft loaded in the host namespace;
  * - a real SPIRE server + agent (test/support/spire.ts) in the host namespace, the docker
  *   attestor reading that Podman;
- * - the token unit (`flashpods serve --actors tokens`) and the API unit (`flashpods serve`,
- *   FLASHPODS_LISTEN=10.0.0.1:8080 plus its unix socket), both as user `flashpods`, like the
- *   production units; the rsync daemon (root) on 10.0.0.1:873 from the project's rsyncd template
- *   (hosts allow 10.0.0.2);
- * - sockets as host.md wants them: podman.sock and token.sock and api.sock flashpods:flashpods
- *   0660 in a flashpods 0750 run directory, the SPIRE agent socket root:root 0777.
+ * - the token unit (`flashpods serve --actors tokens`) as user `flashpods-tokens`, the only reader
+ *   of the secrets file, and the API unit (`flashpods serve`, FLASHPODS_LISTEN=10.0.0.1:8080 plus
+ *   its unix socket) as user `flashpods`, like the production units; the rsync daemon (root) on
+ *   10.0.0.1:873 from the project's rsyncd template (hosts allow 10.0.0.2);
+ * - sockets as the Nix modules make them: podman.sock and api.sock flashpods:flashpods 0660 in a
+ *   flashpods 0750 run directory; token.sock flashpods-tokens:flashpods 0660 in a directory of
+ *   its own, flashpods-tokens:flashpods 2750 (like /run/flashpods-tokens); the SPIRE agent
+ *   socket root:root 0777.
  *
  * Processes enter the host namespace with `nsenter --net` (not `ip netns exec`, which remounts
  * /sys and hides the cgroup mounts runc needs). Everything is torn down by destroy().
@@ -31,10 +33,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import Docker from 'dockerode';
 import { CONTAINERS_CONF, ROOTLESS_USER, startPodmanService, TEST_IMAGE, type PodmanService } from './podman.ts';
 import { FIREWALL_RULESET, LINKS, runAsync, Topology } from './netns.ts';
-import { renderRsyncdConf } from './rsyncd.ts';
+import { renderRsyncdConf, TRANSFER_HOOK } from './rsyncd.ts';
 import { startSpire, type Spire } from './spire.ts';
 import { instanceOf, testEnv } from './stack.ts';
 
+/** The token unit's own user (nix/modules/token-service.nix; scripts/setup-podman.sh makes it here). */
+export const TOKEN_USER = 'flashpods-tokens';
 const CLI = fileURLToPath(new URL('../../cli/flashpods.mjs', import.meta.url));
 const VALIDATE_MODULE = pathToFileURL(fileURLToPath(new URL('../../cli/commands/validate.ts', import.meta.url))).href;
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -130,9 +134,13 @@ export class ValidateHost {
   image!: string;
   uid!: number;
   gid!: number;
+  /** User flashpods-tokens (scripts/setup-podman.sh), the token unit's. */
+  tokenUser!: { uid: number; gid: number };
   work!: string;
   home!: string;
   runDir!: string;
+  /** Like /run/flashpods-tokens. */
+  tokenRunDir!: string;
   /** FLASHPODS_* shared by the API unit, the token unit and validate (as the Nix units share them). */
   env!: Record<string, string>;
   private readonly others: NsProcess[] = [];
@@ -140,7 +148,7 @@ export class ValidateHost {
   get sockets() {
     return {
       podman: join(this.runDir, 'podman.sock'),
-      token: join(this.runDir, 'token.sock'),
+      token: join(this.tokenRunDir, 'token.sock'),
       api: join(this.runDir, 'api.sock'),
       spire: this.spire?.agentSocket ?? '',
     };
@@ -169,22 +177,28 @@ export class ValidateHost {
 
   private async build(): Promise<void> {
     const t0 = performance.now();
-    const id = (flag: string) => runAsync('id', [flag, ROOTLESS_USER], 5_000).then((r) => Number(r.stdout.trim()));
-    [this.uid, this.gid] = await Promise.all([id('-u'), id('-g')]);
-    const owned = (path: string, mode: number) => {
+    const id = async (flag: string, user: string) => {
+      const r = await runAsync('id', [flag, user], 5_000);
+      if (r.code !== 0) throw new Error(`user ${user} is missing: run \`bash scripts/setup-podman.sh\` as root first`);
+      return Number(r.stdout.trim());
+    };
+    const [uid, gid, tokenUid, tokenGid] = await Promise.all([id('-u', ROOTLESS_USER), id('-g', ROOTLESS_USER), id('-u', TOKEN_USER), id('-g', TOKEN_USER)]);
+    [this.uid, this.gid, this.tokenUser] = [uid, gid, { uid: tokenUid, gid: tokenGid }];
+    const owned = (path: string, mode: number, owner = { uid: this.uid, gid: this.gid }) => {
       mkdirSync(path, { recursive: true });
-      chownSync(path, this.uid, this.gid);
+      chownSync(path, owner.uid, owner.gid);
       chmodSync(path, mode);
       return path;
     };
     this.work = mkdtempSync(join(tmpdir(), 'fp-validate-'));
     chmodSync(this.work, 0o755);
     this.runDir = owned(join(this.work, 'run'), 0o750); // like /run/flashpods
+    this.tokenRunDir = owned(join(this.work, 'tokens-run'), 0o2750, { uid: tokenUid, gid: this.gid }); // like /run/flashpods-tokens
     this.home = owned(join(this.work, 'home'), 0o755);
-    const secretsDir = owned(join(this.work, 'secrets'), 0o700);
+    const secretsDir = owned(join(this.work, 'secrets'), 0o700, this.tokenUser);
     const secretsFile = join(secretsDir, 'secrets.json');
     writeFileSync(secretsFile, JSON.stringify(this.secrets), { mode: 0o600 });
-    chownSync(secretsFile, this.uid, this.gid);
+    chownSync(secretsFile, tokenUid, tokenGid);
 
     this.topo = await this.timed('topology', () => Topology.create(LINKS.filter((l) => l.hostIf === 'wg0' || l.hostIf === 'eth1')));
     const ns = this.topo.ns.host;
@@ -210,6 +224,7 @@ export class ValidateHost {
       FLASHPODS_CONTAINER_NETWORK: 'bridge',
       FLASHPODS_DEFAULT_IMAGE: this.image,
       FLASHPODS_LOG_LEVEL: 'info',
+      FLASHPODS_RSYNC_TRANSFERS_DIR: join(this.work, 'rsyncd', 'transfers'),
     });
 
     await this.timed('token unit + API unit + rsyncd', () => settled([this.startTokens(), this.startApi(), this.startRsyncd()]));
@@ -231,16 +246,16 @@ export class ValidateHost {
     }
   }
 
-  private unit(args: string[]): NsProcess {
+  private unit(args: string[], user = { uid: this.uid, gid: this.gid }): NsProcess {
     return nsProcess(this.topo.ns.host, [process.execPath, CLI, 'serve', ...args], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: this.home, ...this.env },
       cwd: this.home,
-      user: { uid: this.uid, gid: this.gid },
+      user,
     });
   }
 
   async startTokens(): Promise<void> {
-    const p = this.unit(['--actors', 'tokens']);
+    const p = this.unit(['--actors', 'tokens'], this.tokenUser);
     this.tokens = p;
     await waitFor('token unit ready', () => unitReady(p.output()), p);
   }
@@ -261,6 +276,7 @@ export class ValidateHost {
     writeFileSync(conf, renderRsyncdConf({
       ADDRESS: HOST_ADDR, PORT: String(RSYNC_PORT), HOSTS_ALLOW: LAPTOP_ADDR, UPLOADS_DIR: join(this.home, 'uploads'),
       UID: String(this.uid), GID: String(this.gid), USE_CHROOT: 'yes', RUN_DIR: dir, LOG_FILE: join(dir, 'rsyncd.log'),
+      TRANSFER_HOOK, TRANSFERS_DIR: this.env.FLASHPODS_RSYNC_TRANSFERS_DIR!,
     }));
     mkdirSync(join(this.home, 'uploads'), { recursive: true });
     chownSync(join(this.home, 'uploads'), this.uid, this.gid);

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
 import { afterAll, beforeAll } from 'vitest';
 import type { JobContainerSpec } from '../../../actors/containers/container-spec.ts';
+import { loadConfig } from '../../../actors/contract/config.ts';
 import { removeContainer } from '../../../actors/containers/podman-client.ts';
 import { TEST_IMAGE, type PodmanService } from '../../support/podman.ts';
 
@@ -34,8 +35,8 @@ export function workerSpec(overrides: Partial<JobContainerSpec> = {}): JobContai
     command: 'true',
     cpus: 1,
     memoryGb: 0.25,
+    pidsLimit: loadConfig({ env: {} }).limits.pidsMax,
     artifactsDir: tempDir('artifacts'),
-    socketMounts: [],
     rootless: false,
     networkMode: 'slirp4netns',
     ...overrides,

@@ -39,13 +39,13 @@ describe('createAndStart', () => {
 
   it('creates the container exactly as containers.md says', async () => {
     const upload = tempDir('upload');
-    const missing = { host: '/run/flashpods-test-missing/agent.sock', container: '/run/spire/sockets/agent.sock' };
     const spec = workerSpec({
       cpus: 1,
       memoryGb: 0.5,
       uploadDir: upload,
-      socketMounts: [{ host: socketPath, container: '/run/flashpods/token.sock' }, missing],
-      extraEnv: { FLASHPODS_NEED_GITHUB_TOKEN: 'true' },
+      // The SPIRE socket is absent on the host: left out rather than failing the create.
+      identitySockets: { token: socketPath, spire: '/run/flashpods-test-missing/agent.sock' },
+      needGithubToken: true,
       command: 'grep -E "^(CapEff|NoNewPrivs)" /proc/self/status; cat /proc/1/cmdline | tr "\\0" " "; echo; test -S /run/flashpods/token.sock && echo socket-ok',
     });
     const { id, exitCode, output } = await run(spec);
@@ -75,6 +75,31 @@ describe('createAndStart', () => {
     expect(mounts['/artifacts']).toMatchObject({ Source: spec.artifactsDir, RW: true });
     expect(mounts['/run/flashpods/token.sock']).toMatchObject({ Source: socketPath, RW: false });
     expect(mounts['/run/spire/sockets/agent.sock']).toBeUndefined();
+  });
+
+  it('gives a worker without need_github_token neither identity socket, though both exist on the host', async () => {
+    const spire = join(tempDir('spire'), 'agent.sock');
+    const spireServer = createServer();
+    await new Promise<void>((r) => spireServer.listen(spire, r));
+    try {
+      const probe = 'for s in /run/flashpods/token.sock /run/spire/sockets/agent.sock; do if [ -e $s ]; then echo "$s PRESENT"; else echo "$s absent"; fi; done; echo "flag=${FLASHPODS_NEED_GITHUB_TOKEN:-none}"';
+      // An instance label of its own: Flashpods servers of other suites on this Podman leave it alone.
+      const instanceId = 'podman-client-test';
+      const without = await run(workerSpec({ identitySockets: { token: socketPath, spire }, command: probe, instanceId }));
+      expect(without.exitCode, without.output).toBe(0);
+      expect(without.output).toContain('/run/flashpods/token.sock absent');
+      expect(without.output).toContain('/run/spire/sockets/agent.sock absent');
+      expect(without.output).toContain('flag=none');
+      const mounts = (await pod.docker.getContainer(without.id).inspect()).Mounts.map((m) => m.Destination).sort();
+      expect(mounts).toEqual(['/artifacts']);
+
+      const asked = await run(workerSpec({ identitySockets: { token: socketPath, spire }, needGithubToken: true, command: probe, instanceId }));
+      expect(asked.output).toContain('/run/flashpods/token.sock PRESENT');
+      expect(asked.output).toContain('/run/spire/sockets/agent.sock PRESENT');
+      expect(asked.output).toContain('flag=true');
+    } finally {
+      spireServer.close();
+    }
   });
 
   it('gives a worker a read-only /work and a writable /artifacts', async () => {

@@ -19,7 +19,7 @@ describe('config', () => {
     expect(config.paths).toMatchObject({
       db: '/var/lib/flashpods/db/flashpods.db', uploads: '/tmp/flashpods/uploads', artifacts: '/var/lib/flashpods/artifacts',
       logs: '/var/log/flashpods', apiTokenFile: '/etc/flashpods/api-token', podmanSocket: '/run/flashpods/podman.sock',
-      secretsFile: '/etc/flashpods/secrets.json', tokenSocket: '/run/flashpods/token.sock', spireSocket: '/run/spire/sockets/agent.sock',
+      secretsFile: '/etc/flashpods/secrets.json', tokenSocket: '/run/flashpods-tokens/token.sock', spireSocket: '/run/spire/sockets/agent.sock',
     });
     expect(config.listen).toEqual({ host: '10.0.0.1', port: 8080 });
   });
@@ -47,6 +47,26 @@ describe('config', () => {
     expect(error!.message).toContain('FLASHPODS_CAPACITY_CPUS="1.5": must be a whole number');
     expect(error!.message).toContain('FLASHPODS_LOG_FORMAT="xml": must be one of json, pretty');
     expect(error!.message).toContain('FLASHPODS_PODMAN_ROOTLESS="maybe": must be true or false');
+  });
+
+  it('bounds each job: 1024 pids, disk at 5× the artifact limit checked every 10 s, all configurable', () => {
+    for (const profile of ['dev', 'production']) {
+      const config = loadConfig({ env: { FLASHPODS_PROFILE: profile } });
+      expect([config.limits.pidsMax, config.limits.jobDiskMultiple, config.timing.diskCheckIntervalMs]).toEqual([1024, 5, 10_000]);
+    }
+    const tuned = loadConfig({ env: { FLASHPODS_PIDS_MAX: '4096', FLASHPODS_JOB_DISK_MULTIPLE: '3', FLASHPODS_DISK_CHECK_INTERVAL_SECONDS: '0.5' } });
+    expect([tuned.limits.pidsMax, tuned.limits.jobDiskMultiple, tuned.timing.diskCheckIntervalMs]).toEqual([4096, 3, 500]);
+    let error: ConfigError | undefined;
+    try {
+      loadConfig({ env: { FLASHPODS_PIDS_MAX: '8', FLASHPODS_JOB_DISK_MULTIPLE: '0', FLASHPODS_DISK_CHECK_INTERVAL_SECONDS: '0' } });
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error!.problems).toEqual([
+      'FLASHPODS_PIDS_MAX="8": must be a whole number from 16 to 4194304',
+      'FLASHPODS_JOB_DISK_MULTIPLE="0": must be a whole number from 1 to 1000',
+      'FLASHPODS_DISK_CHECK_INTERVAL_SECONDS="0": must be a number of seconds ≥ 0.1',
+    ]);
   });
 
   it('names an unreadable config file', () => {

@@ -6,7 +6,9 @@
  * SPIRE, Podman and the actor are started once for the file.
  */
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -325,6 +327,27 @@ describe('token actor with real SPIRE and Podman', () => {
       for (const secret of sensitive) expect(text.includes(secret), `${name} log holds a token/secret`).toBe(false);
       expect(jws.exec(text)?.[0], `${name} log holds a JWS`).toBeUndefined();
       expect(text).not.toContain('ghp_half-writ');
+    }
+  });
+});
+
+describe('Workload API deadlines', () => {
+  it('gives up at the deadline on a socket that accepts but never answers (a fault SPIRE cannot be made to produce)', async () => {
+    const held = new Set<Socket>();
+    const silent = createServer((socket) => held.add(socket)).listen(join(home, 'silent.sock'));
+    await once(silent, 'listening');
+    try {
+      for (const call of [() => fetchJWTSVID(join(home, 'silent.sock'), AUD, { timeoutMs: 1_000 }), () => fetchJWTBundles(join(home, 'silent.sock'), { timeoutMs: 1_000 })]) {
+        const t0 = Date.now();
+        const err = await call().catch((e: unknown) => e);
+        const ms = Date.now() - t0;
+        expect(err).toMatchObject({ name: 'WorkloadApiError', code: GrpcStatus.DEADLINE_EXCEEDED });
+        expect(ms).toBeGreaterThanOrEqual(990);
+        expect(ms).toBeLessThan(2_500);
+      }
+    } finally {
+      for (const socket of held) socket.destroy();
+      silent.close();
     }
   });
 });
