@@ -27,4 +27,7 @@
   UMask = "0022";
   Restart = "on-failure";
   RestartSec = 2;
+  # Exit 2 is a setting or a missing prerequisite (a bad FLASHPODS_* value, no database for
+  # `--actors api`): one line in the journal says what to fix, and restarting cannot fix it.
+  RestartPreventExitStatus = 2;
 }

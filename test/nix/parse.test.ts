@@ -298,6 +298,12 @@ describe('the Flashpods units', () => {
     expect(report.deployed.boot.kernel.sysctl['kernel.yama.ptrace_scope']).toBe(1);
   });
 
+  it('do not restart a unit that stopped on a bad setting or a missing prerequisite (exit 2)', () => {
+    for (const name of ['flashpods-api', 'flashpods-token-service']) {
+      expect(units()[name]!.serviceConfig).toMatchObject({ Restart: 'on-failure', RestartPreventExitStatus: 2 });
+    }
+  });
+
   it('run the token service as its own user, its socket in a directory the API user cannot write', () => {
     const tok = units()['flashpods-token-service']!;
     const api = units()['flashpods-api']!;
