@@ -31,6 +31,10 @@ fi
 bash "$ROOT/scripts/setup-podman.sh"
 # Real SPIRE server and agent (built from the Go module proxy; cached after the first build).
 bash "$ROOT/scripts/setup-spire.sh"
+# The single-node Kubernetes of the Kubernetes executor's tests (test/support/kubernetes.ts):
+# its control plane, kubelet and etcd built from the Go module proxy (cached by version; the
+# first build takes minutes), containerd and the CNI plugins from Debian.
+bash "$ROOT/scripts/setup-kubernetes.sh"
 # Local test images (agent and worker) assembled from the host's files: no registry needed.
 bash "$ROOT/scripts/build-test-images.sh"
 
