@@ -200,7 +200,8 @@ describe('flashpods client commands', () => {
   });
 
   it('follows a running job log until the job ends', async () => {
-    const id = await worker('for i in 1 2 3 4; do echo line $i; sleep 0.5; done');
+    // 4 s of output: a CLI that starts slowly on a loaded host still attaches before the end.
+    const id = await worker('for i in 1 2 3 4; do echo line $i; sleep 1; done');
     const followed = await cli(['logs', id, '-f']);
     expect(followed.code).toBe(0);
     expect(followed.stdout.split('\n').filter(Boolean).map((l) => l.replace(STAMP, ''))).toEqual(['line 1', 'line 2', 'line 3', 'line 4']);

@@ -39,6 +39,9 @@ export function workerSpec(overrides: Partial<JobContainerSpec> = {}): JobContai
     artifactsDir: tempDir('artifacts'),
     rootless: false,
     networkMode: 'slirp4netns',
+    // Another Flashpods instance sharing this Podman (a dev server, a concurrent test run) must not
+    // remove these containers as its orphans.
+    instanceId: 'container-tests',
     ...overrides,
   };
 }
