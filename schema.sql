@@ -112,3 +112,19 @@ ALTER TABLE jobs ADD COLUMN pending_finish TEXT;
 -- POST /jobs `need_github_token: true` (workers): the container gets FLASHPODS_NEED_GITHUB_TOKEN=true,
 -- and its exit codes 90/91 mean spire_attestation_timeout / token_exchange_failed.
 ALTER TABLE jobs ADD COLUMN need_github_token INTEGER NOT NULL DEFAULT 0 CHECK (need_github_token IN (0, 1));
+
+-- migration 7: one owner for the job lifecycle (actors/scheduler/lifecycle.ts)
+-- The code of a job's error (contract/jobs.ts JobError), beside the text the API shows in `error`;
+-- NULL for jobs that ended before this migration.
+ALTER TABLE jobs ADD COLUMN error_code TEXT;
+-- The terminal status a job reached, kept when cleanup moves it on to `cleaning` and `cleaned`,
+-- so counts of failed jobs stay true for cleaned ones. Rows cleaned before this migration get it
+-- from what they kept: the kill reason, else the exit code.
+ALTER TABLE jobs ADD COLUMN outcome TEXT CHECK (outcome IN ('completed', 'failed', 'timed_out', 'cancelled'));
+UPDATE jobs SET outcome = status WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled');
+UPDATE jobs SET outcome = CASE
+    WHEN kill_reason = 'cancel' THEN 'cancelled'
+    WHEN kill_reason = 'timeout' THEN 'timed_out'
+    WHEN exit_code = 0 THEN 'completed'
+    ELSE 'failed' END
+  WHERE status IN ('cleaning', 'cleaned');

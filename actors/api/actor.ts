@@ -12,7 +12,9 @@ import type { ActorState, RuntimeEvents } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import type { CleanupReport, JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
 import { SCHEDULER_EVENTS } from '../scheduler/messages.ts';
+import { jobPaths } from '../contract/job-paths.ts';
 import { openDatabase, type Db } from '../store/database.ts';
+import { JobReads } from '../store/job-reads.ts';
 import { createApp } from './app.ts';
 import { artifactsRoutes } from './artifacts-routes.ts';
 import { TokenFile } from './auth.ts';
@@ -23,7 +25,6 @@ import { faultRoutes } from './fault-routes.ts';
 import { jobsRoutes } from './jobs-routes.ts';
 import type { ApiProtocol } from './messages.ts';
 import { RateLimiter } from './rate-limit.ts';
-import { Reads } from './reads.ts';
 import { uploadsRoutes } from './uploads-routes.ts';
 
 let servers: ServerType[] = [];
@@ -41,8 +42,8 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
     ctx.subscribe<CleanupReport>(SCHEDULER_EVENTS.cleanupDone, (report) => metrics.recordCleanup(report));
     ctx.subscribe(SCHEDULER_EVENTS.admissionRejected, () => metrics.recordAdmissionRejected());
     db = openDatabase(config.paths.db, { readonly: true });
-    const store = db;
-    const reads = new Reads(db);
+    const reads = new JobReads(db);
+    const paths = jobPaths(config.paths);
     const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
 
     const app = createApp(
@@ -55,10 +56,10 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
         startedAtMs: Date.now(),
         onResponse: (method, route, status, ms) => metrics.recordRequest(method, route, status, ms),
       },
-      [uploadsRoutes({ config, reads, scheduler }), jobsRoutes({ config, reads, scheduler, watch }), artifactsRoutes({ config, reads }),
+      [uploadsRoutes({ config, paths, reads, scheduler }), jobsRoutes({ config, paths, reads, scheduler, watch }), artifactsRoutes({ config, paths, reads }),
         (app) => app.get('/openapi.json', (c) => c.json(OPENAPI)),
         ...(config.faultInjection ? [faultRoutes(ctx)] : []),
-        (app) => app.get('/metrics', async (c) => c.text(await metrics.render(store, config), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }))],
+        (app) => app.get('/metrics', async (c) => c.text(await metrics.render(reads, config), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }))],
     );
 
     const address = await new Promise<AddressInfo>((resolve, reject) => {

@@ -13,16 +13,18 @@ import type { Hono } from 'hono';
 import { pack as tarPack } from 'tar-stream';
 import { artifactNameProblem } from '../contract/artifacts.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
+import type { JobPaths } from '../contract/job-paths.ts';
 import { apiError } from '../contract/errors.ts';
 import { ID_PATTERNS, isTerminal } from '../contract/jobs.ts';
+import type { JobReads } from '../store/job-reads.ts';
 import type { ArtifactRow, JobRow } from '../store/rows.ts';
 import type { AppEnv } from './app.ts';
-import type { Reads } from './reads.ts';
 import { isoTime } from './views.ts';
 
 export interface ArtifactsRoutesDeps {
   config: FlashpodsConfig;
-  reads: Reads;
+  paths: JobPaths;
+  reads: JobReads;
 }
 
 /** Opens `path` and proves the file actually opened lies inside `root` (already a real path). */
@@ -94,7 +96,7 @@ function tarOf(root: string, dir: string, top: string): Readable {
   return Readable.from(tar as AsyncIterable<Buffer>);
 }
 
-export function artifactsRoutes({ config, reads }: ArtifactsRoutesDeps) {
+export function artifactsRoutes({ config, paths, reads }: ArtifactsRoutesDeps) {
   const jobFor = (id: string): JobRow => {
     const job = ID_PATTERNS.job.test(id) ? reads.job(id) : undefined;
     if (!job) throw apiError('job_not_found', `No job ${id}; GET /jobs lists recent jobs.`);
@@ -124,7 +126,7 @@ export function artifactsRoutes({ config, reads }: ArtifactsRoutesDeps) {
       const row: ArtifactRow | undefined = reads.artifact(job.id, name);
       if (!row) throw apiError('artifact_not_found', `Job ${job.id} has no artifact ${JSON.stringify(name)}; GET /jobs/${job.id}/artifacts lists them.`);
 
-      const root = await realpath(join(config.paths.artifacts, job.id)).catch(() => undefined);
+      const root = await realpath(paths.artifacts(job.id)).catch(() => undefined);
       if (!root) throw apiError('artifact_not_found', `The files of job ${job.id} are gone.`);
       const path = join(root, row.path);
       const handle = await openInside(root, path);

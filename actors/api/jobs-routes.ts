@@ -5,25 +5,26 @@
  * API's own read-only connection.
  */
 import { open, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { ActorRef } from '../../runtime/actor.ts';
 import { readLogTail } from '../containers/log-capture.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
+import type { JobPaths } from '../contract/job-paths.ts';
 import { apiError } from '../contract/errors.ts';
 import { ID_PATTERNS, isTerminal, LIST_LIMIT, OUTPUT_TAIL, STATUS_FILTERS, type JobState } from '../contract/jobs.ts';
 import { parseJobRequest } from '../scheduler/job-request.ts';
 import type { SchedulerProtocol } from '../scheduler/messages.ts';
+import type { JobReads } from '../store/job-reads.ts';
 import type { JobRow } from '../store/rows.ts';
 import { readJsonObject, type AppEnv } from './app.ts';
 import type { JobWatch } from './job-watch.ts';
-import type { Reads } from './reads.ts';
 import { jobListItem, jobView } from './views.ts';
 
 export interface JobsRoutesDeps {
   config: FlashpodsConfig;
-  reads: Reads;
+  paths: JobPaths;
+  reads: JobReads;
   scheduler: ActorRef<SchedulerProtocol>;
   watch: JobWatch;
 }
@@ -35,7 +36,7 @@ export function intQuery(raw: string | undefined, name: string, fallback: number
   return Math.min(Number(raw), max);
 }
 
-function findJob(reads: Reads, id: string): JobRow {
+function findJob(reads: JobReads, id: string): JobRow {
   const job = ID_PATTERNS.job.test(id) ? reads.job(id) : undefined;
   if (!job) throw apiError('job_not_found', `No job ${id}; GET /jobs lists recent jobs.`);
   return job;
@@ -44,8 +45,8 @@ function findJob(reads: Reads, id: string): JobRow {
 const SSE_POLL_MS = 250;
 
 export function jobsRoutes(deps: JobsRoutesDeps) {
-  const { config, reads, scheduler, watch } = deps;
-  const logPath = (id: string) => join(config.paths.logs, `${id}.log`);
+  const { config, paths, reads, scheduler, watch } = deps;
+  const logPath = paths.log;
 
   return (app: Hono<AppEnv>) => {
     app.post('/jobs', async (c) => {

@@ -6,9 +6,9 @@
  */
 import { statfs } from 'node:fs/promises';
 import type { FlashpodsConfig } from '../contract/config.ts';
-import { JOB_STATES } from '../contract/jobs.ts';
+import { JOB_STATES, JOB_TYPES } from '../contract/jobs.ts';
 import type { CleanupReport } from '../scheduler/messages.ts';
-import type { Db } from '../store/database.ts';
+import type { JobReads } from '../store/job-reads.ts';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const DURATION_BUCKETS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200];
@@ -71,30 +71,30 @@ export class Metrics {
     this.restarts = restarts;
   }
 
-  async render(db: Db, config: FlashpodsConfig): Promise<string> {
+  async render(reads: JobReads, config: FlashpodsConfig): Promise<string> {
     const out: Family[] = [];
 
     const jobs = new Family('flashpods_jobs', 'gauge', 'Jobs by state.');
-    const byState = new Map((db.prepare('SELECT status, count(*) AS n FROM jobs GROUP BY status').all() as Array<{ status: string; n: number }>).map((r) => [r.status, r.n]));
+    const byState = reads.countsByState();
     for (const state of JOB_STATES) jobs.sample('flashpods_jobs', { state }, byState.get(state) ?? 0);
     out.push(jobs);
 
-    const failed = new Family('flashpods_jobs_failed_total', 'counter', 'Jobs that ended failed or timed_out.');
-    failed.sample('flashpods_jobs_failed_total', {}, db.prepare("SELECT count(*) FROM jobs WHERE status IN ('failed', 'timed_out') OR (status IN ('cleaning', 'cleaned') AND exit_code <> 0)").pluck().get() as number);
+    const failed = new Family('flashpods_jobs_failed_total', 'counter', 'Jobs that ended failed or timed_out (cancelled ones are not failures), cleaned ones included.');
+    failed.sample('flashpods_jobs_failed_total', {}, reads.failedCount());
     out.push(failed);
 
-    const held = db.prepare('SELECT coalesce(sum(cpus), 0) AS cpus, coalesce(sum(memory_gb), 0) AS mem FROM jobs WHERE resources_released_at IS NULL').get() as { cpus: number; mem: number };
+    const held = reads.heldResources();
     const alloc = new Family('flashpods_allocated', 'gauge', 'Resources held by admitted jobs, and the capacity admission enforces.');
     alloc.sample('flashpods_allocated', { resource: 'cpus' }, held.cpus);
-    alloc.sample('flashpods_allocated', { resource: 'memory_gb' }, held.mem);
+    alloc.sample('flashpods_allocated', { resource: 'memory_gb' }, held.memoryGb);
     alloc.sample('flashpods_allocated', { resource: 'cpus_capacity' }, config.capacity.cpus);
     alloc.sample('flashpods_allocated', { resource: 'memory_gb_capacity' }, config.capacity.memoryGb);
     out.push(alloc);
 
     const durations = new Family('flashpods_job_duration_seconds', 'histogram', 'Run time of finished jobs (started to ended).');
-    const rows = db.prepare('SELECT job_type AS type, (completed_at - started_at) / 1000.0 AS s FROM jobs WHERE started_at IS NOT NULL AND completed_at IS NOT NULL').all() as Array<{ type: string; s: number }>;
-    for (const type of ['worker', 'agent']) {
-      const values = rows.filter((r) => r.type === type).map((r) => r.s);
+    const rows = reads.runTimes();
+    for (const type of JOB_TYPES) {
+      const values = rows.filter((r) => r.type === type).map((r) => r.seconds);
       for (const b of DURATION_BUCKETS) durations.sample('flashpods_job_duration_seconds_bucket', { type, le: String(b) }, values.filter((v) => v <= b).length);
       durations.sample('flashpods_job_duration_seconds_bucket', { type, le: '+Inf' }, values.length);
       durations.sample('flashpods_job_duration_seconds_sum', { type }, values.reduce((a, b) => a + b, 0));

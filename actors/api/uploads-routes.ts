@@ -5,23 +5,24 @@
  * describes such a directory as `uploading`.
  */
 import { lstatSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Hono } from 'hono';
 import type { ActorRef } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
+import type { JobPaths } from '../contract/job-paths.ts';
 import type { SchedulerProtocol } from '../scheduler/messages.ts';
 import { checkUploadId, lstatUploadDir, uploadCreatedAt } from '../scheduler/uploads.ts';
+import type { JobReads } from '../store/job-reads.ts';
 import type { AppEnv } from './app.ts';
-import type { Reads } from './reads.ts';
 import { uploadView } from './views.ts';
 
 export interface UploadsRoutesDeps {
   config: FlashpodsConfig;
-  reads: Reads;
+  paths: JobPaths;
+  reads: JobReads;
   scheduler: ActorRef<SchedulerProtocol>;
 }
 
-export function uploadsRoutes({ config, reads, scheduler }: UploadsRoutesDeps) {
+export function uploadsRoutes({ config, paths, reads, scheduler }: UploadsRoutesDeps) {
   return (app: Hono<AppEnv>) => {
     app.post('/uploads/:id/finalize', async (c) => {
       const id = c.req.param('id');
@@ -39,8 +40,8 @@ export function uploadsRoutes({ config, reads, scheduler }: UploadsRoutesDeps) {
       if (row) return c.json(uploadView(row));
       // The same judgement as finalize's: a link or a foreign directory is no upload. While a
       // finalize holds it (out of the module, not yet in the database) it is still uploading.
-      const inModule = join(config.paths.uploads, id);
-      const beingSealed = join(config.paths.sealedUploads, id);
+      const inModule = paths.rsyncUpload(id);
+      const beingSealed = paths.sealedUpload(id);
       const path = !lstatSync(inModule, { throwIfNoEntry: false }) && lstatSync(beingSealed, { throwIfNoEntry: false }) ? beingSealed : inModule;
       const created = uploadCreatedAt(lstatUploadDir(path, id, process.geteuid!()));
       return c.json(uploadView({

@@ -1,200 +1,455 @@
 /**
  * @module containers
- * The container lifecycle actor (dockerode → Podman's Docker-compatible socket). It starts each
- * new job, kills cancelled ones, and reconciles the database with what Podman really has — on
- * start and periodically — per the recovery table of jobs.md. Podman being unreachable is a
- * warning and a retry, never a crash.
+ * The container executor actor. It carries out the scheduler's commands on job containers
+ * through a JobExecutor (Podman) — create, start, kill, remove — and reports what happened as
+ * facts. While a container runs it watches it: the live log capture, and the exit.
+ *
+ * It never decides a job's state and reads no database. Its reconcile pass (on start and every
+ * `reconcileIntervalMs`) asks the scheduler which jobs are unsettled and reports what the
+ * backend says about each one — created, running, exited, or missing — whatever this actor
+ * believes it is watching: a watch can be dead without knowing it (the backend's API restarted
+ * under it), and the backend's word is what counts. A job whose container exited is reported
+ * only once its log is complete (a capture cut short is resumed to the exit first), so the
+ * lifecycle never removes a container whose output is not all on disk.
+ *
+ * The backend being unreachable is one warning and a retry, never a crash.
  */
+import { appendFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
-import { defineActor } from '../../runtime/actor.ts';
-import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
+import { defineActor, type ActorLog, type ActorRef } from '../../runtime/actor.ts';
+import type { CodedError } from '../../runtime/errors.ts';
+import { ACCEPTED } from '../contract/commands.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
-import { JOB_ERRORS } from '../contract/jobs.ts';
-import type { Finish } from '../scheduler/jobs-store.ts';
-import type { JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
-import { SCHEDULER_EVENTS } from '../scheduler/messages.ts';
-import { openDatabase, type Db } from '../store/database.ts';
-import type { JobRow } from '../store/rows.ts';
-import type { ArtifactsProtocol } from '../artifacts/messages.ts';
-import { indexArtifacts, JobRunner, type RunnerDeps } from './job-runner.ts';
-import type { MeasureDiskInput, MeasureDiskOutput } from './measure-disk.task.ts';
+import type { Fact } from '../scheduler/lifecycle.ts';
+import type { SchedulerProtocol, UnsettledJob } from '../scheduler/messages.ts';
+import type { LabelledContainer, JobExecutor } from './executor.ts';
+import { formatLogTime, type LogCapture, type LogCaptureOptions } from './log-capture.ts';
 import type { ContainersProtocol, ReconcileReport } from './messages.ts';
-import { listJobContainers, removeContainer, type JobContainer } from './podman-client.ts';
+import { PodmanExecutor } from './podman-executor.ts';
 
-/** A job still pending this long with Podman unreachable fails instead of waiting forever. */
-const PENDING_MAX_MS = 5 * 60_000;
+/** How long a create waits for an unreachable backend to come back before the job fails. */
+const CREATE_WAIT_MAX_MS = 5 * 60_000;
+/** A report the scheduler could not take (it is restarting) is tried again this often, this long. */
+const REPORT_RETRY_MS = 250;
+const REPORT_RETRY_MAX_MS = 15_000;
 
-let db: Db | undefined;
-/** One thread: the disk passes of all running jobs take turns, so together they use one core at most. */
-let diskPool: TaskPool<MeasureDiskInput, MeasureDiskOutput> | undefined;
+/** What this actor is doing for one job right now. Nothing here is a decision about the job. */
+interface Tracked {
+  /** Create/start/remove operations in flight (a container may appear or vanish meanwhile). */
+  inFlight: number;
+  /** When an operation last began or ended. */
+  lastActivity: number;
+  creating?: Promise<void>;
+  starting?: Promise<void>;
+  removing?: Promise<void>;
+  killing?: Promise<void>;
+  /** Starts tried: only the first may assume the container was never started. */
+  startAttempts: number;
+  watch?: Watch;
+  /** The log file holds the container's whole output up to its exit. */
+  logComplete: boolean;
+}
+
+/** A running container being followed: its log capture and the wait for its exit. */
+interface Watch {
+  containerId: string;
+  stop: AbortController;
+  /** Settles when the watch ends, whether it saw the exit (and reported it) or lost the backend. */
+  ended: Promise<void>;
+}
+
 let reconcileTimer: NodeJS.Timeout | undefined;
-const runners = new Map<string, JobRunner>();
+const tracked = new Map<string, Tracked>();
 
 export default defineActor<ContainersProtocol, FlashpodsConfig>({
   async start(ctx) {
     const { config, log } = ctx;
-    const docker = new Docker({ socketPath: config.paths.podmanSocket });
+    const executor: JobExecutor = new PodmanExecutor(new Docker({ socketPath: config.paths.podmanSocket }));
     const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
-    db = openDatabase(config.paths.db, { readonly: true });
-    const reads = db;
-    const instanceId = reads.prepare("SELECT value FROM meta WHERE key = 'instance_id'").pluck().get() as string;
-    diskPool = createTaskPool<MeasureDiskInput, MeasureDiskOutput>(new URL('./measure-disk.task.ts', import.meta.url), 1);
-    const measureDisk = diskPool.run;
-    const deps: RunnerDeps = { docker, config, scheduler, artifacts: ctx.peer<ArtifactsProtocol>('artifacts'), log, instanceId, measureDisk };
-    let podmanReachable = false;
-    let warnedUnreachable = false;
+    const outage = new Outage(log, config.paths.podmanSocket, config.timing.reconcileIntervalMs);
+    const reporter = new Reporter(scheduler, log);
+    const report = (jobId: string, fact: Fact) => reporter.report(jobId, fact);
 
-    const job = (id: string) => reads.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
-
-    /** Runs `work` for a job at most once at a time; a failure is logged and left to reconcile. */
-    const supervise = (jobId: string, work: (runner: JobRunner) => Promise<void>) => {
-      if (runners.has(jobId)) return;
-      const runner = new JobRunner(jobId, deps);
-      runners.set(jobId, runner);
-      void work(runner)
-        .catch((err: Error) => log.warn(`job ${jobId}: lost track of its container (${err.message}); the next reconcile pass picks it up`, {
-          event: 'job_detached', job_id: jobId,
-        }))
-        .finally(() => runners.delete(jobId));
+    const track = (jobId: string): Tracked => {
+      let t = tracked.get(jobId);
+      if (!t) tracked.set(jobId, (t = { inFlight: 0, lastActivity: Date.now(), logComplete: false, startAttempts: 0 }));
+      return t;
     };
 
-    const launch = (row: JobRow) => supervise(row.id, (runner) => runner.launch(row));
+    /** Runs an operation that may make a container appear or vanish; reconcile leaves such jobs alone meanwhile. */
+    const operate = (jobId: string, work: () => Promise<void>): Promise<void> => {
+      const t = track(jobId);
+      t.inFlight++;
+      t.lastActivity = Date.now();
+      return work()
+        .catch((err: Error) => log.error(`job ${jobId}: ${err.message}`, { event: 'executor_failed', job_id: jobId, err: { message: err.message, stack: err.stack } }))
+        .finally(() => {
+          t.inFlight--;
+          t.lastActivity = Date.now();
+        });
+    };
 
-    ctx.subscribe<JobChanged>(SCHEDULER_EVENTS.jobChanged, ({ jobId, status }) => {
-      if (status === 'pending' && podmanReachable) {
-        const row = job(jobId);
-        if (row?.status === 'pending') launch(row);
-      } else if (status === 'cancelled') {
-        void runners.get(jobId)?.kill().catch((err: Error) => log.error(`killing job ${jobId} failed: ${err.message}`, { job_id: jobId }));
+    /** A line of Flashpods' own (image pull progress, start errors) in the job's log; best effort. */
+    const note = (jobId: string, logPath: string, text: string) => {
+      try {
+        mkdirSync(dirname(logPath), { recursive: true });
+        appendFileSync(logPath, `[${formatLogTime(new Date())}] ${text}\n`);
+      } catch (err) {
+        log.warn(`job ${jobId}: cannot write its log (${(err as Error).message})`, { event: 'log_write_failed', job_id: jobId });
       }
+    };
+
+    const captureOptions = (jobId: string, logPath: string, capBytes: number, stop: AbortSignal, extra: Partial<LogCaptureOptions> = {}): LogCaptureOptions => ({
+      path: logPath,
+      capBytes,
+      signal: stop,
+      onTruncated: () => void report(jobId, { type: 'logTruncated' }),
+      ...extra,
     });
 
-    async function reconcile(): Promise<ReconcileReport> {
-      const report: ReconcileReport = { podmanReachable: false, adopted: [], finished: [], lost: [], orphansRemoved: [], started: [] };
-      let containers: JobContainer[];
-      try {
-        containers = await listJobContainers(docker);
-      } catch (err) {
-        if (podmanReachable || !warnedUnreachable) {
-          warnedUnreachable = true;
-          log.warn(`Podman is unreachable at ${config.paths.podmanSocket} (${(err as Error).message}); retrying every ${config.timing.reconcileIntervalMs / 1000} s`, {
-            event: 'podman_unreachable',
-          });
-        }
-        podmanReachable = false;
-        failStalePending();
-        return report;
-      }
-      if (!podmanReachable) log.info(`Podman is reachable at ${config.paths.podmanSocket}`, { event: 'podman_reachable' });
-      podmanReachable = true;
-      warnedUnreachable = false;
-      report.podmanReachable = true;
-
-      // Another instance's containers (another database on the same Podman) are not ours to judge.
-      containers = containers.filter((c) => c.instanceId === undefined || c.instanceId === instanceId);
-      const byJob = new Map(containers.map((c) => [c.jobId, c]));
-      const unsettled = reads
-        .prepare("SELECT * FROM jobs WHERE status IN ('pending', 'starting', 'running') OR resources_released_at IS NULL ORDER BY created_at")
-        .all() as JobRow[];
-
-      for (const row of unsettled) {
-        if (runners.has(row.id)) continue;
-        const container = byJob.get(row.id);
-        if (row.status === 'pending') {
-          launch(row);
-          report.started.push(row.id);
-        } else if (container && (await containerPhase(container.id)) === 'running') {
-          const inspected = await docker.getContainer(container.id).inspect();
-          const startedAt = Date.parse(inspected.State.StartedAt) || Date.now();
-          supervise(row.id, (runner) => runner.adopt(row, container.id, startedAt));
-          report.adopted.push(row.id);
-        } else if (container && (await containerPhase(container.id)) === 'exited') {
-          supervise(row.id, () => JobRunner.settleExited(deps, row, container.id));
-          report.finished.push(row.id);
-        } else {
-          if (container) await removeContainer(docker, container.id);
-          const error = row.status === 'running' ? JOB_ERRORS.lostOnRecovery : JOB_ERRORS.notFoundOnRecovery;
-          supervise(row.id, async () => {
-            if (row.status === 'starting' || row.status === 'running') {
-              // Exited and removed, but the runtime died before the final status: finish it as it ended.
-              if (row.pending_finish !== null) {
-                await scheduler.call('jobFinished', { jobId: row.id, finish: JSON.parse(row.pending_finish) as Finish, released: true });
-                return;
-              }
-              // Whatever the lost container wrote to /artifacts is still indexed and served.
-              if (row.artifacts_indexed_at === null) await indexArtifacts(deps, row.id);
-              await scheduler.call('jobFinished', { jobId: row.id, finish: { exitCode: null, error }, released: true });
-            } else {
-              await scheduler.call('jobReleased', { jobId: row.id });
-            }
-          });
-          if (row.status === 'starting' || row.status === 'running') report.lost.push(row.id);
-        }
-      }
-
-      const unsettledIds = new Set(unsettled.map((r) => r.id));
-      for (const container of containers) {
-        if (unsettledIds.has(container.jobId) || runners.has(container.jobId)) continue;
-        log.warn(`removing orphan container ${container.name} (job ${container.jobId || 'unknown'} is not running here)`, {
-          event: 'orphan_removed', container_id: container.id, job_id: container.jobId,
-        });
-        await removeContainer(docker, container.id);
-        report.orphansRemoved.push(container.id);
-      }
-      return report;
-    }
-
     /**
-     * Where a container really is, from inspect rather than the list's status word: Podman can
-     * report a running container as "created" while an attach session of a dead client unwinds.
+     * The end of a capture: whether the log now holds everything. A log that cannot be written
+     * (the logs volume is full) must not keep the job from finishing: it counts as complete and
+     * truncated, and the operator is told why.
      */
-    async function containerPhase(id: string): Promise<'running' | 'exited' | 'never-started' | 'gone'> {
+    const settle = async (jobId: string, capture: LogCapture): Promise<boolean> => {
       try {
-        const { State } = await docker.getContainer(id).inspect();
-        if (State.Running || State.Paused || State.Restarting) return 'running';
-        const started = Date.parse(State.StartedAt);
-        return Number.isFinite(started) && started > 0 ? 'exited' : 'never-started';
+        await capture.done;
+        return true;
       } catch (err) {
-        if ((err as { statusCode?: number }).statusCode === 404) return 'gone';
-        throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EIO') {
+          log.warn(`job ${jobId}: log capture stopped: ${(err as Error).message}; free space on ${config.paths.logs}. The job itself is unaffected.`, {
+            event: 'log_write_failed', job_id: jobId, code,
+          });
+          void report(jobId, { type: 'logTruncated' });
+          return true;
+        }
+        log.debug(`job ${jobId}: log capture broke off (${(err as Error).message}); it resumes from the backend's log`, { event: 'log_capture_broken', job_id: jobId });
+        return false;
+      }
+    };
+
+    /** Follows a started container to its exit: its log, then the exit reported. */
+    const follow = (jobId: string, containerId: string, capture: LogCapture, stop: AbortController): void => {
+      const t = track(jobId);
+      const watch: Watch = { containerId, stop, ended: Promise.resolve() };
+      watch.ended = (async () => {
+        try {
+          const exit = await executor.waitForExit(containerId, stop.signal);
+          const complete = await settle(jobId, capture);
+          if (complete && !stop.signal.aborted) t.logComplete = true;
+          else if (!(await completeLogFromBackend(jobId, containerId, t))) return;
+          await report(jobId, { type: 'containerExited', containerId, exitCode: exit.exitCode, oom: { stateOomKilled: exit.stateOomKilled, cgroupEvidence: exit.cgroupEvidence } });
+        } catch (err) {
+          // The backend went away under the wait: the reconcile pass picks the container up again.
+          stop.abort();
+          await capture.done.catch(() => undefined);
+          log.debug(`job ${jobId}: stopped watching its container (${(err as Error).message}); the next reconcile pass takes it up`, { event: 'job_detached', job_id: jobId });
+        } finally {
+          if (t.watch === watch) t.watch = undefined;
+        }
+      })();
+      t.watch = watch;
+    };
+
+    // Remembered per job for completeLogFromBackend: the job's record says where its log goes.
+    const logTargets = new Map<string, Pick<UnsettledJob, 'logPath' | 'logCapBytes' | 'logTruncated'>>();
+
+    /** Resumes the capture from the backend's log to the container's exit; false when the backend is away. */
+    const completeLogFromBackend = async (jobId: string, containerId: string, t: Tracked): Promise<boolean> => {
+      const target = logTargets.get(jobId);
+      if (!target) return false; // not seen by a reconcile pass yet; the next one brings the paths
+      const stop = new AbortController();
+      try {
+        const capture = await executor.captureLog(containerId, captureOptions(jobId, target.logPath, target.logCapBytes, stop.signal, { alreadyTruncated: target.logTruncated }));
+        if (!(await settle(jobId, capture))) return false;
+        t.logComplete = true;
+        return true;
+      } catch (err) {
+        log.debug(`job ${jobId}: could not read its log from the backend (${(err as Error).message})`, { event: 'log_capture_broken', job_id: jobId });
+        return false;
+      }
+    };
+
+    // ---- Commands ----
+
+    function createContainer({ jobId, spec, logPath }: ContainersProtocol['createContainer']['req']): void {
+      const t = track(jobId);
+      if (t.creating) return;
+      t.creating = operate(jobId, async () => {
+        await report(jobId, { type: 'containerCreating' });
+        try {
+          mkdirSync(spec.artifactsDir, { recursive: true, mode: 0o755 });
+          chmodSync(spec.artifactsDir, 0o755);
+        } catch (err) {
+          return await report(jobId, { type: 'startFailed', reason: `cannot prepare ${spec.artifactsDir}: ${(err as Error).message}` });
+        }
+        const began = Date.now();
+        for (;;) {
+          try {
+            const containerId = await executor.create(spec, (line) => note(jobId, logPath, line));
+            return await report(jobId, { type: 'containerCreated', containerId });
+          } catch (err) {
+            const reason = (err as Error).message;
+            if (await executor.reachable()) {
+              note(jobId, logPath, `Flashpods could not start the container: ${reason}`);
+              return await report(jobId, { type: 'startFailed', reason });
+            }
+            if (Date.now() - began > CREATE_WAIT_MAX_MS) {
+              return await report(jobId, { type: 'startFailed', reason: `Podman was unreachable at ${config.paths.podmanSocket} for ${CREATE_WAIT_MAX_MS / 60_000} minutes` });
+            }
+            log.debug(`job ${jobId}: create waits for Podman (${reason})`, { event: 'create_waiting', job_id: jobId });
+            await outage.over();
+          }
+        }
+      }).finally(() => (t.creating = undefined));
+    }
+
+    function startContainer({ jobId, containerId, logPath, logCapBytes }: ContainersProtocol['startContainer']['req']): void {
+      const t = track(jobId);
+      if (t.starting || t.watch) return;
+      logTargets.set(jobId, { logPath, logCapBytes, logTruncated: false });
+      t.starting = operate(jobId, async () => {
+        const stop = new AbortController();
+        let capture: LogCapture;
+        try {
+          // Attach before start: the only way Podman hands over every line (see log-capture.ts). A
+          // start tried again may have happened after all: then the capture asks Podman first.
+          const justCreated = t.startAttempts++ === 0;
+          capture = await executor.captureLog(containerId, captureOptions(jobId, logPath, logCapBytes, stop.signal, { justCreated }));
+          await executor.start(containerId);
+        } catch (err) {
+          stop.abort();
+          const reason = (err as Error).message;
+          // Podman went away between create and start: the container is still `created`, and the
+          // reconcile pass reports it so once Podman is back; the lifecycle then starts it again.
+          if (!(await executor.reachable())) {
+            log.debug(`job ${jobId}: start waits for Podman (${reason})`, { event: 'start_waiting', job_id: jobId });
+            return;
+          }
+          note(jobId, logPath, `Flashpods could not start the container: ${reason}`);
+          await executor.remove(containerId).catch(() => undefined);
+          return await report(jobId, { type: 'startFailed', reason });
+        }
+        follow(jobId, containerId, capture, stop);
+        await report(jobId, { type: 'containerStarted', containerId, startedAt: Date.now() });
+      }).finally(() => (t.starting = undefined));
+    }
+
+    function killContainer({ jobId, containerId, graceMs }: ContainersProtocol['killContainer']['req']): void {
+      const t = track(jobId);
+      if (t.killing) return;
+      t.killing = executor.kill(containerId, graceMs)
+        .then((outcome) => log.info(`job ${jobId} kill: ${outcome}`, { event: 'job_kill', job_id: jobId, outcome }))
+        .catch((err: Error) => log.debug(`job ${jobId}: kill failed (${err.message}); the next reconcile pass reports the container again`, { event: 'job_kill_failed', job_id: jobId }))
+        .finally(() => (t.killing = undefined));
+    }
+
+    function removeContainer({ jobId, containerId }: ContainersProtocol['removeContainer']['req']): void {
+      const t = track(jobId);
+      if (t.removing) return;
+      t.removing = operate(jobId, async () => {
+        // The container's output must be on disk before the container goes.
+        if (t.watch?.containerId === containerId) await t.watch.ended;
+        try {
+          await executor.remove(containerId);
+        } catch (err) {
+          log.debug(`job ${jobId}: remove failed (${(err as Error).message}); the next reconcile pass reports the container again`, { event: 'remove_failed', job_id: jobId });
+          return;
+        }
+        t.logComplete = false;
+        await report(jobId, { type: 'containerGone' });
+      }).finally(() => (t.removing = undefined));
+    }
+
+    // ---- Reconciliation ----
+
+    const busy = (jobId: string, since: number) => {
+      const t = tracked.get(jobId);
+      return t !== undefined && (t.inFlight > 0 || t.lastActivity >= since);
+    };
+
+    /** What the backend says about one unsettled job's container, reported as the fact it is. */
+    async function observe(job: UnsettledJob, container: LabelledContainer | undefined, passStarted: number): Promise<void> {
+      const { jobId } = job;
+      const state = container ? await executor.inspect(container.id) : undefined;
+      if (!container || !state) {
+        // A create or remove in flight explains a missing container; the operation reports itself.
+        if (!busy(jobId, passStarted)) await report(jobId, { type: 'containerMissing' });
+        return;
+      }
+      const t = track(jobId);
+      switch (state.phase) {
+        case 'created':
+          if (!busy(jobId, passStarted)) await report(jobId, { type: 'containerCreated', containerId: container.id });
+          return;
+        case 'running':
+          if (!t.watch && !t.starting) await resumeWatch(job, container.id);
+          await report(jobId, { type: 'containerStarted', containerId: container.id, startedAt: state.startedAt });
+          return;
+        case 'exited': {
+          if (t.watch) {
+            // A live watch reports the exit itself once its capture has drained; one that has not
+            // within the grace is taken for dead, and the log is completed from the backend.
+            await Promise.race([t.watch.ended, sleep(Math.max(5_000, config.timing.reconcileIntervalMs))]);
+            t.watch?.stop.abort();
+            await t.watch?.ended;
+          }
+          if (!t.logComplete && !(await completeLogFromBackend(jobId, container.id, t))) return;
+          await report(jobId, { type: 'containerExited', containerId: container.id, exitCode: state.exitCode, oom: { stateOomKilled: state.stateOomKilled, cgroupEvidence: false } });
+          return;
+        }
       }
     }
 
-    function failStalePending(): void {
-      const stale = reads.prepare("SELECT id FROM jobs WHERE status = 'pending' AND created_at < ?").pluck().all(Date.now() - PENDING_MAX_MS) as string[];
-      for (const id of stale) {
-        supervise(id, async () => {
-          await scheduler.call('recordArtifacts', { jobId: id, artifacts: [] });
-          await scheduler.call('jobFinished', {
-            jobId: id,
-            finish: { exitCode: null, error: `container_runtime_unavailable: Podman was unreachable at ${config.paths.podmanSocket} for ${PENDING_MAX_MS / 60_000} minutes` },
-            released: true,
-          });
-        });
+    /** Takes up a container found running without a watch: after a restart, or after the backend came back. */
+    async function resumeWatch(job: UnsettledJob, containerId: string): Promise<void> {
+      const stop = new AbortController();
+      const capture = await executor.captureLog(containerId, captureOptions(job.jobId, job.logPath, job.logCapBytes, stop.signal, { alreadyTruncated: job.logTruncated }));
+      follow(job.jobId, containerId, capture, stop);
+      log.info(`job ${job.jobId}: following its running container again`, { event: 'job_adopted', job_id: job.jobId, container_id: containerId });
+    }
+
+    async function reconcile(): Promise<ReconcileReport> {
+      const passStarted = Date.now();
+      const result: ReconcileReport = { podmanReachable: false, observed: 0, strays: 0 };
+      // Containers first, jobs second: a job admitted in between has no container in the list.
+      let containers: LabelledContainer[];
+      try {
+        containers = await executor.listByLabel();
+      } catch (err) {
+        lostBackend((err as Error).message);
+        const { jobs } = await scheduler.call('unsettledJobs', {});
+        const reason = `Podman was unreachable at ${config.paths.podmanSocket}`;
+        await Promise.all(jobs.filter((j) => j.status === 'pending').map((j) => report(j.jobId, { type: 'runtimeUnreachable', reason })));
+        return result;
+      }
+      outage.ended();
+      result.podmanReachable = true;
+      const { instanceId, jobs } = await scheduler.call('unsettledJobs', {});
+      // Another instance's containers (another database on the same Podman) are not ours to judge.
+      const ours = containers.filter((c) => c.instanceId === undefined || c.instanceId === instanceId);
+      const byJob = new Map(ours.map((c) => [c.jobId, c]));
+      for (const job of jobs) logTargets.set(job.jobId, job);
+      try {
+        await Promise.all(jobs.map((job) => observe(job, byJob.get(job.jobId), passStarted)));
+      } catch (err) {
+        if (await executor.reachable()) throw err;
+        lostBackend((err as Error).message);
+        return result;
+      }
+      result.observed = jobs.length;
+      const unsettled = new Set(jobs.map((j) => j.jobId));
+      for (const c of ours.filter((c) => !unsettled.has(c.jobId))) {
+        result.strays++;
+        await scheduler.call('strayContainer', { containerId: c.id, name: c.name, jobId: c.jobId });
+      }
+      forgetSettled(unsettled);
+      return result;
+    }
+
+    /** Every watch is on connections the backend dropped: stop them; the pass after the outage resumes each. */
+    function lostBackend(reason: string): void {
+      outage.began(reason);
+      for (const t of tracked.values()) t.watch?.stop.abort();
+    }
+
+    function forgetSettled(unsettled: Set<string>): void {
+      for (const [jobId, t] of tracked) {
+        if (unsettled.has(jobId) || t.inFlight > 0 || t.watch || t.killing || t.creating || t.starting || t.removing) continue;
+        tracked.delete(jobId);
+        logTargets.delete(jobId);
       }
     }
 
     let running: Promise<ReconcileReport> | undefined;
     const reconcileOnce = () => (running ??= reconcile().finally(() => (running = undefined)));
     const tick = () => {
-      void reconcileOnce().catch((err: Error) => log.error(`reconcile pass failed: ${err.message}`, { event: 'reconcile_failed', err: { message: err.message, stack: err.stack } }));
+      void reconcileOnce().catch((err: CodedError) => {
+        // The scheduler restarting is not worth an error: the next pass asks again.
+        const level = err.code === 'actor_unavailable' ? 'debug' : 'error';
+        log[level](`reconcile pass failed: ${err.message}`, { event: 'reconcile_failed', err: { message: err.message, stack: err.stack } });
+      });
       reconcileTimer = setTimeout(tick, config.timing.reconcileIntervalMs);
     };
     tick();
 
     return {
-      status: () => ({ podmanReachable, monitoredJobs: [...runners.keys()] }),
+      createContainer: (command) => (createContainer(command), ACCEPTED),
+      startContainer: (command) => (startContainer(command), ACCEPTED),
+      killContainer: (command) => (killContainer(command), ACCEPTED),
+      removeContainer: (command) => (removeContainer(command), ACCEPTED),
+      status: () => ({ podmanReachable: !outage.active, watchedJobs: [...tracked].filter(([, t]) => t.watch).map(([id]) => id) }),
       reconcile: () => reconcileOnce(),
     };
   },
 
-  async stop() {
+  stop() {
     clearTimeout(reconcileTimer);
-    for (const runner of runners.values()) runner.detach();
-    runners.clear();
-    db?.close();
-    db = undefined;
-    await diskPool?.destroy();
-    diskPool = undefined;
+    // Stops following without touching the containers (runtime shutdown); reconcile takes them up later.
+    for (const t of tracked.values()) t.watch?.stop.abort();
+    tracked.clear();
   },
 });
+
+/** Whether the backend is away: one warning per outage, an info line when it is back, and a way to wait for that. */
+class Outage {
+  active = false;
+  private known = false;
+  private waiters: Array<() => void> = [];
+
+  constructor(
+    private readonly log: ActorLog,
+    private readonly socket: string,
+    private readonly retryMs: number,
+  ) {}
+
+  began(reason: string): void {
+    if (!this.active) {
+      this.log.warn(`Podman is unreachable at ${this.socket} (${reason}); retrying every ${this.retryMs / 1000} s`, { event: 'podman_unreachable' });
+    }
+    this.active = true;
+    this.known = true;
+  }
+
+  ended(): void {
+    if (this.active || !this.known) this.log.info(`Podman is reachable at ${this.socket}`, { event: 'podman_reachable' });
+    this.active = false;
+    this.known = true;
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /** Resolves once a reconcile pass finds the backend reachable. */
+  over(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/** Reports facts to the scheduler, trying again for a while when it is restarting. */
+class Reporter {
+  constructor(
+    private readonly scheduler: ActorRef<SchedulerProtocol>,
+    private readonly log: ActorLog,
+  ) {}
+
+  async report(jobId: string, fact: Fact): Promise<void> {
+    const deadline = Date.now() + REPORT_RETRY_MAX_MS;
+    for (;;) {
+      try {
+        await this.scheduler.call('report', { jobId, fact });
+        return;
+      } catch (err) {
+        const code = (err as CodedError).code;
+        if ((code !== 'actor_unavailable' && code !== 'actor_timeout') || Date.now() > deadline) {
+          // The reconcile pass reports the container's state again; only the moment is lost.
+          this.log.debug(`job ${jobId}: could not report ${fact.type} (${(err as Error).message})`, { event: 'report_failed', job_id: jobId, fact: fact.type });
+          return;
+        }
+        await sleep(REPORT_RETRY_MS);
+      }
+    }
+  }
+}

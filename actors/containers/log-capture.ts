@@ -37,6 +37,16 @@ export interface LogCaptureOptions {
   /** Called with every line written to the file (without its newline), the marker included. */
   onLine?: (line: string) => void;
   /**
+   * Called once when capture stops at the cap (the marker written), or finds the log already
+   * truncated. Only the writer knows it truncated: a job printing the marker's text does not.
+   */
+  onTruncated?: () => void;
+  /**
+   * On resume: whether the job's log was already truncated, as its record says. Given, it is
+   * trusted over the file's last line (which a job can print itself); not given, that line decides.
+   */
+  alreadyTruncated?: boolean;
+  /**
    * Stops capture early (e.g. runtime shutdown) without writing buffered partial lines; a later
    * resume re-reads them.
    */
@@ -81,7 +91,8 @@ export function truncationMarker(at: Date, capBytes: number): string {
  */
 export async function startLogCapture(docker: Docker, containerId: string, options: LogCaptureOptions): Promise<LogCapture> {
   const existing = await stat(options.path).catch(() => undefined);
-  if (existing && existing.size > 0 && (await endsWithMarker(options.path))) {
+  if (existing && existing.size > 0 && (await wasTruncated(options))) {
+    options.onTruncated?.();
     return { done: Promise.resolve({ bytesWritten: existing.size, truncated: true }) };
   }
   const created = options.justCreated || (await docker.getContainer(containerId).inspect()).State.Status === 'created';
@@ -164,6 +175,10 @@ async function endsWithMarker(path: string): Promise<boolean> {
   return MARKER_PATTERN.test((await readLogTail(path, 1)).output);
 }
 
+async function wasTruncated(options: LogCaptureOptions): Promise<boolean> {
+  return options.alreadyTruncated ?? (await endsWithMarker(options.path));
+}
+
 async function capture(
   options: LogCaptureOptions,
   source: (writer: LogWriter) => AsyncIterable<LogFrame[]>,
@@ -204,20 +219,23 @@ class LogWriter {
     private readonly file: FileHandle,
     private readonly cap: number,
     private readonly onLine: ((line: string) => void) | undefined,
+    private readonly onTruncated: (() => void) | undefined,
     public bytes: number,
   ) {}
 
   static async open(file: FileHandle, options: LogCaptureOptions): Promise<LogWriter> {
     const cap = options.capBytes ?? DEFAULT_LOG_CAP_BYTES;
     const size = (await file.stat()).size;
-    const writer = new LogWriter(file, cap, options.onLine, size);
+    const writer = new LogWriter(file, cap, options.onLine, options.onTruncated, size);
     if (size > 0) {
       const last = Buffer.alloc(1);
       await file.read(last, 0, 1, size - 1);
       // A line cut short by a crash mid-write is closed so the next one starts cleanly.
       if (last[0] !== NEWLINE) writer.write('\n');
-      if (await endsWithMarker(options.path)) writer.truncated = true;
-      else if (size >= cap) writer.truncate(new Date());
+      if (await wasTruncated(options)) {
+        writer.truncated = true;
+        writer.onTruncated?.();
+      } else if (size >= cap) writer.truncate(new Date());
     }
     return writer;
   }
@@ -266,6 +284,7 @@ class LogWriter {
     this.truncated = true;
     this.partial.clear();
     this.onLine?.(marker);
+    this.onTruncated?.();
   }
 
   private write(data: string): void {

@@ -7,13 +7,18 @@
  */
 import { existsSync } from 'node:fs';
 import type Docker from 'dockerode';
-import { INSTANCE_LABEL, jobContainerOptions, JOB_ID_LABEL, JOB_LABEL, JOB_TYPE_LABEL, type JobContainerSpec } from './container-spec.ts';
+import { INSTANCE_LABEL, jobContainerName, jobContainerOptions, JOB_ID_LABEL, JOB_LABEL, JOB_TYPE_LABEL, type JobContainerSpec } from './container-spec.ts';
 import { isOomKill, watchOomEvidence } from './oom-watch.ts';
 import { termEveryProcess } from './term-every-process.ts';
 
 export interface ExitInfo {
   exitCode: number;
+  /** Decided here from the two facts below and `killSent` (see isOomKill). */
   oomKilled: boolean;
+  /** Podman's State.OOMKilled. */
+  stateOomKilled: boolean;
+  /** The memory cgroup showed an OOM kill while the container ran. */
+  cgroupEvidence: boolean;
 }
 
 export interface WaitOptions {
@@ -48,18 +53,32 @@ export async function createAndStart(
   spec: JobContainerSpec,
   beforeStart?: (containerId: string) => Promise<void>,
 ): Promise<string> {
+  const id = await createJobContainer(docker, spec);
+  try {
+    await beforeStart?.(id);
+    await docker.getContainer(id).start();
+  } catch (err) {
+    await removeContainer(docker, id).catch(() => {});
+    throw err;
+  }
+  return id;
+}
+
+/**
+ * Creates the job's container (identity sockets absent on the host left out); returns its id.
+ * When a container of that name exists already — the answer to an earlier create was lost, e.g.
+ * to a Podman restart — that one is returned instead of a second one made.
+ */
+export async function createJobContainer(docker: Docker, spec: JobContainerSpec): Promise<string> {
   const present = (path: string | undefined) => (path && existsSync(path) ? path : undefined);
   const { spire, token } = spec.identitySockets ?? {};
   const options = jobContainerOptions({ ...spec, identitySockets: { spire: present(spire), token: present(token) } });
-  const container = await docker.createContainer(options);
   try {
-    await beforeStart?.(container.id);
-    await container.start();
+    return (await docker.createContainer(options)).id;
   } catch (err) {
-    await removeContainer(docker, container.id).catch(() => {});
-    throw err;
+    if (statusOf(err) !== 409) throw err;
+    return (await docker.getContainer(jobContainerName(spec.jobId)).inspect()).Id;
   }
-  return container.id;
 }
 
 /**
@@ -86,12 +105,16 @@ export async function waitForExit(docker: Docker, id: string, options: WaitOptio
   } finally {
     evidence = watch?.stop() ?? false;
   }
+  // A wait cut short by a Podman restart can end without an answer: that is no exit.
+  if (typeof exitCode !== 'number') throw new Error('the wait for the container ended without an exit code (Podman went away)');
   // Only a SIGKILL (137) can be an OOM kill; anything else needs no second look.
-  if (exitCode !== 137) return { exitCode, oomKilled: false };
+  if (exitCode !== 137) return { exitCode, oomKilled: false, stateOomKilled: false, cgroupEvidence: evidence };
   const { State } = await container.inspect();
   return {
     exitCode: State.ExitCode,
     oomKilled: isOomKill({ stateOomKilled: State.OOMKilled, evidence, exitCode: State.ExitCode, killSent: options.killSent?.() ?? false }),
+    stateOomKilled: State.OOMKilled,
+    cgroupEvidence: evidence,
   };
 }
 

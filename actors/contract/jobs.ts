@@ -46,6 +46,7 @@ export const STATUS_FILTERS: Record<'all' | 'running' | 'completed' | 'failed', 
 export const LIST_LIMIT = { default: 20, max: 100 } as const;
 export const OUTPUT_TAIL = { default: 100, max: 10_000 } as const;
 
+/** The `error` text of each job error code, as the API shows it (jobs.md). */
 export const JOB_ERRORS = {
   timeout: 'Job exceeded timeout limit',
   oomKilled: 'oom_killed',
@@ -76,11 +77,59 @@ export const ENTRYPOINT_EXIT_CODES: Readonly<Record<number, (typeof JOB_ERRORS)[
   91: JOB_ERRORS.tokenExchangeFailed,
 };
 
-/** The `error` an exit code means for a job, when Flashpods' identity step ran in it. */
-export function entrypointExitError(job: { jobType: JobType; needGithubToken: boolean }, exitCode: number | null): string | undefined {
+/** The error an exit code means for a job, when Flashpods' identity step ran in it. */
+export function entrypointExitError(job: { jobType: JobType; needGithubToken: boolean }, exitCode: number | null): JobError | undefined {
   if (exitCode === null) return undefined;
   if (job.jobType !== 'agent' && !job.needGithubToken) return undefined;
-  return ENTRYPOINT_EXIT_CODES[exitCode];
+  const text = ENTRYPOINT_EXIT_CODES[exitCode];
+  if (text === JOB_ERRORS.spireAttestationTimeout) return { code: 'spire_attestation_timeout' };
+  if (text === JOB_ERRORS.tokenExchangeFailed) return { code: 'token_exchange_failed' };
+  return undefined;
+}
+
+/**
+ * Why a job failed, as a value: this is what travels between actors and what the lifecycle
+ * decides. The database keeps the code (`error_code`) beside the text the API shows (`error`,
+ * from jobErrorText), so nothing ever parses a "code: message" string back.
+ */
+export type JobError =
+  | { code: 'timeout' }
+  | { code: 'oom_killed' }
+  | { code: 'process_exited'; exitCode: number }
+  | { code: 'container_start_failed'; reason: string }
+  | { code: 'container_not_found_on_recovery' }
+  | { code: 'container_lost_on_recovery' }
+  | { code: 'container_runtime_unavailable'; reason: string }
+  | { code: 'spire_attestation_timeout' }
+  | { code: 'token_exchange_failed' }
+  | { code: 'artifact_copy_permission'; reason: string };
+
+export type JobErrorCode = JobError['code'];
+
+/**
+ * The API's `error` field: the contract's fixed texts (jobs.md) where it has one, otherwise the
+ * code followed by what a human needs to act; an artifacts note (dropped entries) is appended.
+ */
+export function jobErrorText(error: JobError | undefined, note?: string): string | undefined {
+  const text = error === undefined ? undefined : describeJobError(error);
+  if (text === undefined) return note;
+  return note === undefined ? text : `${text}; ${note}`;
+}
+
+function describeJobError(error: JobError): string {
+  switch (error.code) {
+    case 'timeout': return JOB_ERRORS.timeout;
+    case 'oom_killed': return JOB_ERRORS.oomKilled;
+    case 'process_exited': return `Process exited with code ${error.exitCode}`;
+    case 'container_not_found_on_recovery': return JOB_ERRORS.notFoundOnRecovery;
+    case 'container_lost_on_recovery': return JOB_ERRORS.lostOnRecovery;
+    case 'spire_attestation_timeout': return JOB_ERRORS.spireAttestationTimeout;
+    case 'token_exchange_failed': return JOB_ERRORS.tokenExchangeFailed;
+    case 'container_start_failed':
+    case 'container_runtime_unavailable':
+    case 'artifact_copy_permission':
+      return `${error.code}: ${error.reason}`;
+  }
 }
 
 export const ID_PATTERNS = {

@@ -1,38 +1,57 @@
 /**
  * @module scheduler
- * The scheduling actor: sole writer of the SQLite store. It migrates the database on start (so
- * every other actor may open it read-only once the scheduler is ready), validates nothing twice
- * (the API hands it parsed requests), and makes admission and idempotency atomic by doing each
- * in one transaction on one thread.
+ * The scheduling actor: owner of every job's lifecycle and sole writer of the SQLite store. It
+ * migrates the database on start (so the API may open it read-only once the scheduler is
+ * ready), admits jobs atomically, and turns each fact an executor reports into the job's next
+ * state (lifecycle.ts) and the commands that follow, which it sends out: container work to the
+ * containers actor, indexing to the artifacts actor, its own deadlines, uploads and deletions.
+ *
+ * A command that cannot be delivered (its actor is restarting) is not retried here: the
+ * containers actor's reconcile pass reports every unsettled job again, and the lifecycle answers
+ * each report with whatever is still missing.
  */
-import { defineActor } from '../../runtime/actor.ts';
+import { defineActor, type ActorRef } from '../../runtime/actor.ts';
+import { CodedError } from '../../runtime/errors.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
+import type { ArtifactsProtocol } from '../artifacts/messages.ts';
+import type { ContainersProtocol } from '../containers/messages.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
-import { ID_PATTERNS } from '../contract/jobs.ts';
+import { apiError } from '../contract/errors.ts';
+import { jobPaths } from '../contract/job-paths.ts';
 import { migrate, openDatabase, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/rows.ts';
-import { Cleanup, type CleanupCounts, type DiskUsage } from './cleanup.ts';
+import { Cleanup, isFileCommand } from './cleanup.ts';
 import { withDatabaseErrors } from './database-errors.ts';
-import { JobsStore } from './jobs-store.ts';
+import { Deadlines } from './deadlines.ts';
+import { isStoreCommand, JobsStore } from './jobs-store.ts';
+import { admission, isSettled, next, onAdmitted, onResume, type Command, type Fact, type LifecycleEnv } from './lifecycle.ts';
 import type { MeasureInput, MeasureOutput } from './measure-tree.task.ts';
 import { SCHEDULER_EVENTS, type CleanupReport, type JobChanged, type SchedulerProtocol } from './messages.ts';
 import { Uploads } from './uploads.ts';
 
+/** A job still pending this long with Podman unreachable fails instead of waiting forever. */
+const PENDING_MAX_MS = 5 * 60_000;
+
 let db: Db | undefined;
 let pool: TaskPool<MeasureInput, MeasureOutput> | undefined;
 let cleanupTimer: NodeJS.Timeout | undefined;
+let deadlines: Deadlines | undefined;
 
 export default defineActor<SchedulerProtocol, FlashpodsConfig>({
   start(ctx) {
-    const { config } = ctx;
+    const { config, log } = ctx;
     db = openDatabase(config.paths.db);
     const { from, to } = migrate(db);
-    if (from !== to) ctx.log.info(`database migrated from schema ${from} to ${to}`, { event: 'migrated', from, to, path: config.paths.db });
+    if (from !== to) log.info(`database migrated from schema ${from} to ${to}`, { event: 'migrated', from, to, path: config.paths.db });
     pool = createTaskPool<MeasureInput, MeasureOutput>(new URL('./measure-tree.task.ts', import.meta.url), 1);
 
-    const store = db;
-    const jobs = new JobsStore(store);
-    const uploads = new Uploads(store, {
+    const paths = jobPaths(config.paths);
+    const store = new JobsStore(db, paths);
+    const { reads } = store;
+    const instanceId = reads.instanceId();
+    const containers: ActorRef<ContainersProtocol> = ctx.peer<ContainersProtocol>('containers');
+    const artifacts: ActorRef<ArtifactsProtocol> = ctx.peer<ArtifactsProtocol>('artifacts');
+    const uploads = new Uploads(db, {
       uploadsDir: config.paths.uploads,
       sealedDir: config.paths.sealedUploads,
       transfersDir: config.paths.rsyncTransfers,
@@ -44,62 +63,152 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
       finalizedTtlMs: config.ttl.uploadFinalizedMs,
     }, pool);
 
-    const changed = (job: JobRow | undefined) => {
-      if (!job) return;
-      if (job.files_id) uploads.sweep(job.files_id);
-      ctx.publish(SCHEDULER_EVENTS.jobChanged, { jobId: job.id, status: job.status } satisfies JobChanged);
-    };
+    const env = (): LifecycleEnv => ({
+      now: Date.now(),
+      paths,
+      killGraceMs: config.timing.killGraceMs,
+      timeoutMinuteMs: config.timing.timeoutMinuteMs,
+      pendingMaxMs: PENDING_MAX_MS,
+      logCapBytes: config.limits.logCapBytes,
+      artifactTtlMs: config.ttl.artifactMs,
+      logTtlMs: config.ttl.logMs,
+      container: {
+        rootless: config.podman.rootless,
+        networkMode: config.podman.networkMode,
+        instanceId,
+        spireSocket: config.paths.spireSocket,
+        tokenSocket: config.paths.tokenSocket,
+      },
+    });
 
-    const cleanup = new Cleanup(store, {
+    const cleanup = new Cleanup(db, reads, paths, {
       uploadsDir: config.paths.uploads,
       sealedDir: config.paths.sealedUploads,
       artifactsDir: config.paths.artifacts,
       logsDir: config.paths.logs,
       uploadUnfinalizedTtlMs: config.ttl.uploadUnfinalizedMs,
-      logTtlMs: config.ttl.logMs,
-      artifactTtlMs: config.ttl.artifactMs,
       logsTotalBytes: config.limits.logsTotalBytes,
-    }, (action, subject) => {
-      ctx.log.info(`cleanup: ${action.replace(/_/g, ' ')} ${subject}`, { event: 'cleanup', action, subject });
-      if (ID_PATTERNS.job.test(subject)) changed(jobs.get(subject));
-    }, (uploadId) => uploads.isFinalizing(uploadId));
+    }, (action, subject) => log.info(`cleanup: ${action.replace(/_/g, ' ')} ${subject}`, { event: 'cleanup', action, subject }), (uploadId) => uploads.isFinalizing(uploadId));
+
+    /** Sends a command to an executor; one that is down gets it again from the next reconcile pass. */
+    const deliver = <P extends ContainersProtocol | ArtifactsProtocol>(to: ActorRef<P>, command: Command & { type: keyof P & string }) => {
+      (to.call as (type: string, payload: unknown) => Promise<unknown>)(command.type, command).catch((err: CodedError) => {
+        const level = err.code === 'actor_unavailable' ? 'debug' : 'warn';
+        log[level](`could not send ${command.type} for ${'jobId' in command ? command.jobId : 'a job'} to ${to.name} (${err.message}); its next reconcile pass catches up`, {
+          event: 'command_undelivered', command: command.type, code: err.code,
+        });
+      });
+    };
+
+    /** Carries out what the lifecycle commanded; resolves once the file deletions among them are done. */
+    const carryOut = async (jobId: string, commands: Command[]): Promise<void> => {
+      const deletions: Promise<void>[] = [];
+      for (const command of commands) {
+        if (isStoreCommand(command)) continue; // done inside the transition's transaction
+        if (isFileCommand(command)) {
+          deletions.push(cleanup.carryOut(command).then((fact) => apply(jobId, fact)));
+          continue;
+        }
+        switch (command.type) {
+          case 'createContainer':
+          case 'startContainer':
+          case 'killContainer':
+          case 'removeContainer':
+            deliver(containers, command);
+            break;
+          case 'indexArtifacts':
+            deliver(artifacts, command);
+            break;
+          case 'armDeadline':
+            deadlines!.arm(command.jobId, command.at);
+            break;
+          case 'releaseUpload':
+            uploads.sweep(command.uploadId);
+            break;
+        }
+      }
+      await Promise.all(deletions);
+    };
+
+    const announce = (before: JobRow, after: JobRow, fact: Fact) => {
+      if (before.status !== after.status) {
+        const fields = { event: 'job_state', job_id: after.id, from: before.status, to: after.status, fact: fact.type };
+        if (after.status === 'running') log.info(`job ${after.id} running`, { ...fields, container_id: after.container_id });
+        else if (after.status === 'cancelled') log.info(`job ${after.id} cancelled (was ${before.status})`, fields);
+        else if (after.outcome !== null && before.outcome === null) {
+          log.info(`job ${after.id} ${after.status}`, { ...fields, exit_code: after.exit_code, error: after.error, error_code: after.error_code });
+        } else log.debug(`job ${after.id} ${before.status} → ${after.status}`, fields);
+      }
+      if (after.resources_released_at !== null && before.resources_released_at === null && after.status === 'cancelled') {
+        log.info(`job ${after.id} cancelled; its container is gone`, { event: 'job_released', job_id: after.id, exit_code: after.exit_code });
+      }
+      ctx.publish(SCHEDULER_EVENTS.jobChanged, { jobId: after.id, status: after.status } satisfies JobChanged);
+    };
+
+    /** One fact: decided and stored in one transaction, then announced and carried out. */
+    async function apply(jobId: string, fact: Fact): Promise<void> {
+      const result = store.transition(jobId, (job) => next(job, fact, env()));
+      if (!result) {
+        log.debug(`fact ${fact.type} for unknown job ${jobId} ignored`, { event: 'fact_ignored', job_id: jobId, fact: fact.type });
+        return;
+      }
+      const { before, after } = result;
+      if (after.ignored !== undefined) {
+        log.debug(`job ${jobId}: ${fact.type} ignored: ${after.ignored}`, { event: 'fact_ignored', job_id: jobId, fact: fact.type, reason: after.ignored });
+        return;
+      }
+      if (after.job !== before) announce(before, after.job, fact);
+      await carryOut(jobId, after.commands);
+    }
+
+    const failed = (what: string) => (err: Error) => log.error(`${what} failed: ${err.message}`, { event: `${what}_failed`, err: { message: err.message, stack: err.stack } });
+
+    deadlines = new Deadlines((jobId) => void apply(jobId, { type: 'deadlinePassed' }).catch(failed('deadline')));
+    // After a restart of this actor: the clocks of running jobs start again.
+    const resumeEnv = env();
+    for (const job of reads.unsettledJobs()) void carryOut(job.id, onResume(job, resumeEnv));
+
     let cleaning: Promise<CleanupReport> | undefined;
     const runCleanup = () =>
-      (cleaning ??= cleanup.runPass().then((report: { counts: CleanupCounts; usage: DiskUsage }) => {
+      (cleaning ??= cleanup.runPass(apply).then((report) => {
         ctx.publish(SCHEDULER_EVENTS.cleanupDone, report);
         return report;
       }).finally(() => (cleaning = undefined)));
     const tick = () => {
-      runCleanup().catch((err: Error) => ctx.log.error(`cleanup pass failed: ${err.message}`, { event: 'cleanup_failed', err: { message: err.message, stack: err.stack } }));
+      runCleanup().catch(failed('cleanup'));
       cleanupTimer = setTimeout(tick, config.timing.cleanupIntervalMs);
     };
     cleanupTimer = setTimeout(tick, Math.min(config.timing.cleanupIntervalMs, 1_000));
 
     return withDatabaseErrors<SchedulerProtocol>({
-
       createJob(req) {
         let result;
         try {
-          result = jobs.create(req, config.capacity);
+          result = store.create(req, (r) => {
+            const refusal = admission({ requested: { cpus: r.cpus, memoryGb: r.memoryGb }, held: reads.heldResources(), capacity: config.capacity });
+            if (refusal) throw apiError('insufficient_resources', 'Not enough resources to start job', { flatten: true, ...refusal });
+          });
         } catch (err) {
-          if ((err as { code?: string }).code === 'insufficient_resources') ctx.publish(SCHEDULER_EVENTS.admissionRejected, { type: req.type });
+          if ((err as CodedError).code === 'insufficient_resources') ctx.publish(SCHEDULER_EVENTS.admissionRejected, { type: req.type });
           throw err;
         }
         if (result.created) {
-          ctx.log.info(`job ${result.job.id} admitted`, {
-            event: 'job_admitted', job_id: result.job.id, type: req.type, cpus: req.cpus, memory_gb: req.memoryGb, clamped: req.clamped,
-          });
-          changed(result.job);
+          const { job } = result;
+          log.info(`job ${job.id} admitted`, { event: 'job_admitted', job_id: job.id, type: req.type, cpus: req.cpus, memory_gb: req.memoryGb, clamped: req.clamped });
+          ctx.publish(SCHEDULER_EVENTS.jobChanged, { jobId: job.id, status: job.status } satisfies JobChanged);
+          void carryOut(job.id, onAdmitted(job, env()));
         }
         return result;
       },
 
-      cancelJob({ jobId }) {
-        const before = jobs.cancel(jobId);
-        ctx.log.info(`job ${jobId} cancelled (was ${before.status})`, { event: 'job_cancelled', job_id: jobId, was: before.status });
-        const job = jobs.get(jobId)!;
-        changed(job);
-        return { job };
+      async cancelJob({ jobId }) {
+        const result = store.transition(jobId, (job) => next(job, { type: 'killRequested' }, env()));
+        if (!result) throw apiError('job_not_found', `No job ${jobId}.`);
+        const { before, after } = result;
+        if (after.ignored !== undefined) throw apiError('job_already_terminal', `Job ${jobId} is already ${before.status}.`);
+        announce(before, after.job, { type: 'killRequested' });
+        void carryOut(jobId, after.commands).catch(failed('cancel'));
+        return { job: after.job };
       },
 
       finalizeUpload: ({ uploadId }) => uploads.finalize(uploadId),
@@ -108,46 +217,33 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
         return {};
       },
 
-      jobStarting({ jobId }) {
-        const proceed = jobs.markStarting(jobId);
-        if (proceed) changed(jobs.get(jobId));
-        return { proceed };
-      },
-      jobRunning({ jobId, containerId, startedAt }) {
-        const status = jobs.markRunning(jobId, containerId, startedAt);
-        changed(jobs.get(jobId));
-        return { status };
-      },
-      jobTimedOut({ jobId }) {
-        return { kill: jobs.requestTimeoutKill(jobId) };
-      },
-      recordArtifacts({ jobId, artifacts }) {
-        jobs.recordArtifacts(jobId, artifacts);
+      async report({ jobId, fact }) {
+        await apply(jobId, fact);
         return {};
       },
-      jobLogTruncated({ jobId }) {
-        jobs.markLogTruncated(jobId);
+
+      unsettledJobs() {
+        return {
+          instanceId,
+          jobs: reads.unsettledJobs().map((job) => ({
+            jobId: job.id, status: job.status, containerId: job.container_id, logPath: paths.log(job.id), logCapBytes: config.limits.logCapBytes, logTruncated: job.log_truncated === 1,
+          })),
+        };
+      },
+
+      strayContainer({ containerId, name, jobId }) {
+        const job = reads.job(jobId);
+        if (job && !isSettled(job)) return {}; // admitted since the pass listed its jobs
+        log.warn(`removing orphan container ${name} (job ${jobId || 'unknown'} is not running here)`, { event: 'orphan_removed', container_id: containerId, job_id: jobId });
+        deliver(containers, { type: 'removeContainer', jobId, containerId });
         return {};
       },
-      jobExited({ jobId, finish }) {
-        jobs.recordExit(jobId, finish);
-        return {};
-      },
-      jobFinished({ jobId, finish, released }) {
-        const job = jobs.finish(jobId, finish, released);
-        if (job) ctx.log.info(`job ${jobId} ${job.status}`, { event: 'job_finished', job_id: jobId, status: job.status, exit_code: job.exit_code, error: job.error });
-        changed(job);
-        return { job };
-      },
-      jobReleased({ jobId }) {
-        jobs.releaseResources(jobId);
-        changed(jobs.get(jobId));
-        return {};
-      },
-    }, config.paths.db, ctx.log);
+    }, config.paths.db, log);
   },
+
   async stop() {
     clearTimeout(cleanupTimer);
+    deadlines?.clear();
     await pool?.destroy();
     db?.close();
     db = undefined;

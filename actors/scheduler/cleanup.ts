@@ -1,18 +1,22 @@
 /**
  * @module cleanup
  * The cleanup pass the scheduler runs every minute (configurable): expires uploads past their
- * TTL, removes directories and files nobody owns, deletes artifacts 1 h and logs 24 h after a
- * job ended, and moves jobs through `cleaning → cleaned`. Every step writes its intent before
- * deleting and is idempotent, so a pass killed half-way is completed by the next one: nothing is
- * deleted twice, nothing leaks, and an idempotency key is released only once both the log and
- * the artifacts are gone.
+ * TTL and removes directories and files nobody owns; for jobs it only reports the pass (and
+ * disk pressure) to the lifecycle, which decides what is due — artifacts 1 h and logs 24 h after
+ * a job ended, then `cleaning → cleaned` — and it carries out the deletions the lifecycle
+ * commands. Every job step is recorded as intent before the files go and is idempotent, so a
+ * pass killed half-way is completed by the next one: nothing is deleted twice, nothing leaks,
+ * and an idempotency key is released only once both the log and the artifacts are gone.
  */
 import { lstat, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeTree } from '../artifacts/dir-fd.ts';
+import type { JobPaths } from '../contract/job-paths.ts';
 import { ID_PATTERNS } from '../contract/jobs.ts';
 import type { Db } from '../store/database.ts';
+import type { JobReads } from '../store/job-reads.ts';
 import type { JobRow, UploadRow } from '../store/rows.ts';
+import { isSettled, type Command, type Fact } from './lifecycle.ts';
 
 export interface CleanupSettings {
   uploadsDir: string;
@@ -20,8 +24,6 @@ export interface CleanupSettings {
   artifactsDir: string;
   logsDir: string;
   uploadUnfinalizedTtlMs: number;
-  logTtlMs: number;
-  artifactTtlMs: number;
   logsTotalBytes: number;
 }
 
@@ -29,7 +31,6 @@ export type CleanupAction =
   | 'upload_expired'
   | 'orphan_removed'
   | 'artifacts_deleted'
-  | 'log_deleted'
   | 'log_evicted'
   | 'job_cleaned';
 
@@ -41,7 +42,15 @@ export interface DiskUsage {
   logs: number;
 }
 
-const TERMINAL = "('completed', 'failed', 'timed_out', 'cancelled')";
+/** The file deletions the lifecycle commands; each is answered with the fact that it happened. */
+export type FileCommand = Extract<Command, { type: 'deleteArtifacts' | 'deleteLog' | 'deleteJobFiles' }>;
+
+export function isFileCommand(command: Command): command is FileCommand {
+  return command.type === 'deleteArtifacts' || command.type === 'deleteLog' || command.type === 'deleteJobFiles';
+}
+
+/** Feeds a fact to the lifecycle and carries out what it commands; resolves once its file deletions are done. */
+export type Apply = (jobId: string, fact: Fact) => Promise<void>;
 
 async function entries(dir: string): Promise<string[]> {
   try {
@@ -54,6 +63,8 @@ async function entries(dir: string): Promise<string[]> {
 
 export class Cleanup {
   private readonly db: Db;
+  private readonly reads: JobReads;
+  private readonly paths: JobPaths;
   private readonly settings: CleanupSettings;
   private readonly onAction: (action: CleanupAction, subject: string) => void;
   /** An upload finalize is moving and measuring: neither its rsync nor its sealed directory is an orphan. */
@@ -62,11 +73,15 @@ export class Cleanup {
 
   constructor(
     db: Db,
+    reads: JobReads,
+    paths: JobPaths,
     settings: CleanupSettings,
     onAction: (action: CleanupAction, subject: string) => void,
     finalizing: (uploadId: string) => boolean = () => false,
   ) {
     this.db = db;
+    this.reads = reads;
+    this.paths = paths;
     this.settings = settings;
     this.onAction = onAction;
     this.finalizing = finalizing;
@@ -77,23 +92,41 @@ export class Cleanup {
     this.onAction(action, subject);
   }
 
-  async runPass(now = Date.now()): Promise<{ counts: CleanupCounts; usage: DiskUsage }> {
+  async runPass(apply: Apply, now = Date.now()): Promise<{ counts: CleanupCounts; usage: DiskUsage }> {
     this.counts = {};
     await this.expireUploads(now);
     await this.removeOrphans();
-    await this.deleteDueArtifacts(now);
-    await this.evictLogsOverCap();
-    await this.cleanDueJobs(now);
+    for (const job of this.reads.endedJobs()) await apply(job.id, { type: 'cleanupPass' });
+    await this.evictLogsOverCap(apply);
     return { counts: this.counts, usage: await this.usage() };
   }
 
+  /** Carries out a deletion the lifecycle commanded; returns the fact to report. */
+  async carryOut(command: FileCommand): Promise<Fact> {
+    switch (command.type) {
+      case 'deleteArtifacts':
+        await removeTree(command.dir);
+        this.did('artifacts_deleted', command.jobId);
+        return { type: 'artifactsDeleted' };
+      case 'deleteLog':
+        await rm(command.path, { force: true });
+        this.did('log_evicted', command.jobId);
+        return { type: 'logDeleted' };
+      case 'deleteJobFiles':
+        await rm(command.logPath, { force: true });
+        await removeTree(command.artifactsDir);
+        this.did('job_cleaned', command.jobId);
+        return { type: 'jobFilesDeleted' };
+    }
+  }
+
   private async expireUploads(now: number): Promise<void> {
-    const { uploadsDir, sealedDir, uploadUnfinalizedTtlMs } = this.settings;
+    const { uploadsDir, uploadUnfinalizedTtlMs } = this.settings;
     for (const name of await entries(uploadsDir)) {
       if (!ID_PATTERNS.upload.test(name)) continue; // orphans are removeOrphans' business
-      const row = this.db.prepare('SELECT * FROM uploads WHERE id = ?').get(name) as UploadRow | undefined;
+      const row = this.reads.upload(name);
       // lstat: an upload is hostile, a link in it is never followed (its own age is what counts).
-      const info = await lstat(join(uploadsDir, name)).catch(() => undefined);
+      const info = await lstat(this.paths.rsyncUpload(name)).catch(() => undefined);
       if (!info || this.finalizing(name)) continue;
       const createdAt = Math.round(info.birthtimeMs || info.ctimeMs);
       // A directory for an id already finalized or expired is a late or repeated rsync: not an upload.
@@ -102,7 +135,7 @@ export class Cleanup {
       this.db
         .prepare(`INSERT INTO uploads (id, state, created_at, expires_at) VALUES (?, 'expired', ?, ?) ON CONFLICT (id) DO NOTHING`)
         .run(name, createdAt, now);
-      await removeTree(join(uploadsDir, name));
+      await removeTree(this.paths.rsyncUpload(name));
       this.did('upload_expired', name);
     }
     const due = this.db
@@ -111,7 +144,7 @@ export class Cleanup {
       .all(now) as string[];
     for (const id of due) {
       this.db.prepare("UPDATE uploads SET state = 'expired' WHERE id = ? AND state = 'finalized'").run(id);
-      await removeTree(join(sealedDir, id));
+      await removeTree(this.paths.sealedUpload(id));
       this.did('upload_expired', id);
     }
   }
@@ -121,83 +154,43 @@ export class Cleanup {
     const { uploadsDir, sealedDir, artifactsDir, logsDir } = this.settings;
     for (const name of await entries(uploadsDir)) {
       if (ID_PATTERNS.upload.test(name)) continue;
-      await removeTree(join(uploadsDir, name));
+      await removeTree(this.paths.rsyncUpload(name));
       this.did('orphan_removed', `uploads/${name}`);
     }
     for (const name of await entries(sealedDir)) {
       const row = this.db.prepare('SELECT u.state, u.job_id, j.resources_released_at FROM uploads u LEFT JOIN jobs j ON j.id = u.job_id WHERE u.id = ?').get(name) as
-        | { state: string; job_id: string | null; resources_released_at: number | null }
+        | (Pick<UploadRow, 'state' | 'job_id'> & Pick<JobRow, 'resources_released_at'>)
         | undefined;
       const needed = row && (row.state === 'finalized' || (row.state === 'consumed' && row.resources_released_at === null));
       if (needed || this.finalizing(name)) continue;
-      await removeTree(join(sealedDir, name));
+      await removeTree(this.paths.sealedUpload(name));
       this.did('orphan_removed', `sealed/${name}`);
     }
-    const jobState = this.db.prepare('SELECT artifacts_deleted_at, logs_deleted_at FROM jobs WHERE id = ?');
     for (const name of await entries(artifactsDir)) {
-      const job = jobState.get(name) as Pick<JobRow, 'artifacts_deleted_at' | 'logs_deleted_at'> | undefined;
+      const job = this.reads.job(name);
       if (job && job.artifacts_deleted_at === null) continue;
-      await removeTree(join(artifactsDir, name));
+      await removeTree(this.paths.artifacts(name));
       this.did('orphan_removed', `artifacts/${name}`);
     }
     for (const name of await entries(logsDir)) {
-      const job = jobState.get(name.replace(/\.log$/, '')) as Pick<JobRow, 'artifacts_deleted_at' | 'logs_deleted_at'> | undefined;
+      const jobId = this.paths.jobOfLogFile(name);
+      const job = jobId === undefined ? undefined : this.reads.job(jobId);
       if (job && job.logs_deleted_at === null) continue;
       await rm(join(logsDir, name), { force: true });
       this.did('orphan_removed', `logs/${name}`);
     }
   }
 
-  private async deleteDueArtifacts(now: number): Promise<void> {
-    const due = this.db
-      .prepare(`SELECT id FROM jobs WHERE status IN ${TERMINAL} AND resources_released_at IS NOT NULL AND artifacts_indexed_at IS NOT NULL
-                AND artifacts_deleted_at IS NULL AND completed_at + ? <= ?`)
-      .pluck()
-      .all(this.settings.artifactTtlMs, now) as string[];
-    for (const id of due) {
-      await removeTree(join(this.settings.artifactsDir, id));
-      this.db.transaction(() => {
-        this.db.prepare('DELETE FROM artifacts WHERE job_id = ?').run(id);
-        this.db.prepare('UPDATE jobs SET artifacts_deleted_at = ? WHERE id = ?').run(now, id);
-      })();
-      this.did('artifacts_deleted', id);
-    }
-  }
-
-  /** Over the total cap for logs, the oldest finished jobs' logs go first. */
-  private async evictLogsOverCap(): Promise<void> {
+  /** Over the total cap for logs, the oldest settled jobs' logs go first (the lifecycle decides each). */
+  private async evictLogsOverCap(apply: Apply): Promise<void> {
     let total = await this.logsBytes();
     if (total <= this.settings.logsTotalBytes) return;
-    const oldest = this.db
-      .prepare(`SELECT id FROM jobs WHERE status IN ${TERMINAL} AND resources_released_at IS NOT NULL AND logs_deleted_at IS NULL ORDER BY completed_at`)
-      .pluck()
-      .iterate() as IterableIterator<string>;
-    for (const id of oldest) {
+    for (const job of this.reads.endedJobs()) {
       if (total <= this.settings.logsTotalBytes) break;
-      const path = join(this.settings.logsDir, `${id}.log`);
-      const size = (await stat(path).catch(() => undefined))?.size ?? 0;
-      await rm(path, { force: true });
-      this.db.prepare('UPDATE jobs SET logs_deleted_at = ? WHERE id = ?').run(Date.now(), id);
+      if (!isSettled(job) || job.logs_deleted_at !== null) continue;
+      const size = (await stat(this.paths.log(job.id)).catch(() => undefined))?.size ?? 0;
+      await apply(job.id, { type: 'logEvicted' });
       total -= size;
-      this.did('log_evicted', id);
-    }
-  }
-
-  private async cleanDueJobs(now: number): Promise<void> {
-    const due = this.db
-      .prepare(`SELECT id FROM jobs WHERE (status IN ${TERMINAL} AND resources_released_at IS NOT NULL AND artifacts_deleted_at IS NOT NULL
-                AND (logs_deleted_at IS NOT NULL OR completed_at + ? <= ?)) OR status = 'cleaning'`)
-      .pluck()
-      .all(this.settings.logTtlMs, now) as string[];
-    for (const id of due) {
-      this.db.prepare("UPDATE jobs SET status = 'cleaning' WHERE id = ?").run(id);
-      await rm(join(this.settings.logsDir, `${id}.log`), { force: true });
-      await removeTree(join(this.settings.artifactsDir, id));
-      this.db.transaction(() => {
-        this.db.prepare("UPDATE jobs SET status = 'cleaned', logs_deleted_at = coalesce(logs_deleted_at, ?) WHERE id = ?").run(now, id);
-        this.db.prepare('UPDATE idempotency_keys SET active = 0 WHERE job_id = ? AND active = 1').run(id);
-      })();
-      this.did('job_cleaned', id);
     }
   }
 

@@ -2,7 +2,7 @@
  * @module rows
  * The shapes of rows as SQLite returns them, shared by the writer (scheduler) and the readers.
  */
-import type { JobState, JobType } from '../contract/jobs.ts';
+import type { JobErrorCode, JobState, JobType } from '../contract/jobs.ts';
 
 export interface JobRow {
   id: string;
@@ -31,10 +31,14 @@ export interface JobRow {
   artifacts_indexed_at: number | null;
   artifacts_deleted_at: number | null;
   logs_deleted_at: number | null;
-  /** JSON of a Finish recorded before the container's removal. */
+  /** JSON of the lifecycle's Ending: how the container ended, until the final status is written. */
   pending_finish: string | null;
   /** 1: a worker that exchanges a JWT-SVID for GITHUB_TOKEN (FLASHPODS_NEED_GITHUB_TOKEN=true). */
   need_github_token: 0 | 1;
+  /** The code of `error` (contract/jobs.ts JobError); null for notes and for jobs from before it existed. */
+  error_code: JobErrorCode | null;
+  /** The terminal status reached, kept through cleaning and cleaned. */
+  outcome: 'completed' | 'failed' | 'timed_out' | 'cancelled' | null;
 }
 
 export interface ArtifactRow {

@@ -1,0 +1,62 @@
+/**
+ * @module containers/executor
+ * What the containers actor needs from a container backend, and nothing more: the `JobExecutor`
+ * interface. Podman (podman-executor.ts) is the one backend today; a cluster scheduler can
+ * replace it without touching the lifecycle, which only ever sees the facts the actor reports.
+ * No method decides anything about a job: each does one thing to one container and says what
+ * happened, or what the backend says is there.
+ */
+import type { JobContainerSpec } from './container-spec.ts';
+import type { LogCapture, LogCaptureOptions } from './log-capture.ts';
+
+/** What the backend says about a container. */
+export type ContainerState =
+  | { phase: 'created' }
+  | { phase: 'running'; startedAt: number }
+  | { phase: 'exited'; exitCode: number; stateOomKilled: boolean };
+
+/** A job container the backend has, found by its labels. */
+export interface LabelledContainer {
+  id: string;
+  name: string;
+  jobId: string;
+  /** The owning instance's id; undefined for a container without that label (treated as ours). */
+  instanceId: string | undefined;
+}
+
+export interface Exit {
+  exitCode: number;
+  /** The backend's own OOM flag (State.OOMKilled). */
+  stateOomKilled: boolean;
+  /** The memory cgroup showed an OOM kill while the container ran (oom-watch.ts). */
+  cgroupEvidence: boolean;
+}
+
+export type KillOutcome = 'not-running' | 'exited-on-sigterm' | 'sigkilled';
+
+export interface JobExecutor {
+  /**
+   * Creates the job's container from its full spec, pulling the image if it is missing (each
+   * progress line goes to `onProgress`); resolves to its id. A container of the job's name that
+   * already exists (a create whose answer was lost) is returned as it is.
+   */
+  create(spec: JobContainerSpec, onProgress: (line: string) => void): Promise<string>;
+  start(containerId: string): Promise<void>;
+  /** SIGTERM → `graceMs` → SIGKILL. */
+  kill(containerId: string, graceMs: number): Promise<KillOutcome>;
+  /** undefined: no such container. */
+  inspect(containerId: string): Promise<ContainerState | undefined>;
+  /** Removes it whatever its state; one already gone is fine. */
+  remove(containerId: string): Promise<void>;
+  /** Every job container (label `flashpods-job=true`), whatever its state or instance. */
+  listByLabel(): Promise<LabelledContainer[]>;
+  /**
+   * The log source: captures the container's output into the job's log file — complete from the
+   * start for a container not yet started, or resumed where the file ends for one that is.
+   */
+  captureLog(containerId: string, options: LogCaptureOptions): Promise<LogCapture>;
+  /** Resolves at the container's exit; rejects when the backend cannot be asked any more. */
+  waitForExit(containerId: string, signal: AbortSignal): Promise<Exit>;
+  /** Whether the backend answers at all. */
+  reachable(): Promise<boolean>;
+}

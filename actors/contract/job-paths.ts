@@ -1,0 +1,35 @@
+/**
+ * @module contract/job-paths
+ * Every on-disk path of a job or an upload, built in this one place from the configured roots
+ * (storage.md): the job's log file, its artifact directory, an upload while rsync writes it, and
+ * the sealed snapshot a finalized upload becomes. Callers never join these paths themselves.
+ */
+import { join } from 'node:path';
+import type { FlashpodsConfig } from './config.ts';
+
+export type PathRoots = Pick<FlashpodsConfig['paths'], 'logs' | 'artifacts' | 'uploads' | 'sealedUploads'>;
+
+export interface JobPaths {
+  /** `<logs>/<job_id>.log` */
+  log(jobId: string): string;
+  /** `<artifacts>/<job_id>`, bind-mounted at /artifacts. */
+  artifacts(jobId: string): string;
+  /** `<uploads>/<upload_id>`, inside the rsync module, until finalize moves it. */
+  rsyncUpload(uploadId: string): string;
+  /** `<sealed>/<upload_id>`, outside the rsync module, mounted at /work. */
+  sealedUpload(uploadId: string): string;
+  /** The job id a file name in the logs root belongs to, or undefined for anything else. */
+  jobOfLogFile(name: string): string | undefined;
+}
+
+const LOG_SUFFIX = '.log';
+
+export function jobPaths(roots: PathRoots): JobPaths {
+  return {
+    log: (jobId) => join(roots.logs, `${jobId}${LOG_SUFFIX}`),
+    artifacts: (jobId) => join(roots.artifacts, jobId),
+    rsyncUpload: (uploadId) => join(roots.uploads, uploadId),
+    sealedUpload: (uploadId) => join(roots.sealedUploads, uploadId),
+    jobOfLogFile: (name) => (name.endsWith(LOG_SUFFIX) ? name.slice(0, -LOG_SUFFIX.length) : undefined),
+  };
+}

@@ -1,0 +1,542 @@
+/**
+ * @module scheduler/lifecycle
+ * The one owner of a job's life (jobs.md): `next(job, fact, env) → { job, commands }`. Facts are
+ * what happened — reported by the container executor, the artifact indexer, the API, the
+ * scheduler's own clocks and the reconcile pass —; commands are what must be done about it. The
+ * function is pure: the scheduler persists the job it returns and carries out the commands, and
+ * nothing else anywhere decides a job's status.
+ *
+ * Facts are level-triggered: the reconcile pass reports what Podman says about every unsettled
+ * job on every pass, so the same fact arrives many times and a fact may arrive late (a watcher
+ * reporting an exit the reconcile pass already reported). Every handler is idempotent, and a fact
+ * that cannot apply to the job's state is ignored with a reason, never thrown.
+ *
+ * Inside the spec's coarse states the row carries the progress of the end of a job:
+ * `pending_finish` (the Ending: how its container ended, before the final status may be
+ * written), `artifacts_indexed_at` and `resources_released_at` (the container is gone). The
+ * final status is written only once all three are known, so a client that sees a job finish
+ * sees its resources free, its log complete and its artifacts listed.
+ */
+import type { IndexedArtifact } from '../artifacts/messages.ts';
+import type { JobContainerSpec } from '../containers/container-spec.ts';
+import type { JobPaths } from '../contract/job-paths.ts';
+import { ACTIVE_STATES, entrypointExitError, jobErrorText, TERMINAL_STATES, type JobError, type JobState } from '../contract/jobs.ts';
+import type { JobRow } from '../store/rows.ts';
+
+/** How a job's container ended, recorded before its final status (`jobs.pending_finish`, JSON). */
+export interface Ending {
+  /** null when no container ran to an exit (lost, never found, never started). */
+  exitCode: number | null;
+  oomKilled: boolean;
+  /** The job fails with this whatever its exit code (e.g. its container was lost). */
+  error?: JobError;
+  /** From the indexer: a note on dropped entries, or why indexing failed. */
+  artifactsNote?: string;
+  artifactsFailure?: JobError;
+}
+
+/** What the container executor knows about an OOM kill; the lifecycle decides (oom-watch.ts). */
+export interface OomFacts {
+  /** Podman's State.OOMKilled (false on cgroup v1 hosts even after an OOM kill). */
+  stateOomKilled: boolean;
+  /** The memory cgroup recorded an OOM kill (or peaked at the limit) while the container ran. */
+  cgroupEvidence: boolean;
+}
+
+export interface IndexSummary {
+  /** What is served; empty when indexing failed. */
+  artifacts: IndexedArtifact[];
+  /** Human note on dropped entries (the outcome is unchanged). */
+  note?: string;
+  /** Indexing itself failed: the job fails with this. */
+  failure?: JobError;
+}
+
+export type Fact =
+  // From the container executor (live, or re-reported by every reconcile pass):
+  | { type: 'containerCreating' }
+  | { type: 'containerCreated'; containerId: string }
+  | { type: 'containerStarted'; containerId: string; startedAt: number }
+  | { type: 'startFailed'; reason: string }
+  | { type: 'containerExited'; containerId: string; exitCode: number; oom: OomFacts }
+  | { type: 'containerGone' }
+  | { type: 'containerMissing' }
+  | { type: 'runtimeUnreachable'; reason: string }
+  | { type: 'logTruncated' }
+  // From the artifact indexer:
+  | { type: 'artifactsIndexed'; summary: IndexSummary }
+  // From the API:
+  | { type: 'killRequested' }
+  // From the scheduler's clocks and its cleanup pass:
+  | { type: 'deadlinePassed' }
+  | { type: 'cleanupPass' }
+  | { type: 'artifactsDeleted' }
+  | { type: 'logEvicted' }
+  | { type: 'logDeleted' }
+  | { type: 'jobFilesDeleted' };
+
+export type FactType = Fact['type'];
+
+export type Command =
+  // For the container executor:
+  | { type: 'createContainer'; jobId: string; spec: JobContainerSpec; logPath: string }
+  | { type: 'startContainer'; jobId: string; containerId: string; logPath: string; logCapBytes: number }
+  | { type: 'killContainer'; jobId: string; containerId: string; graceMs: number }
+  | { type: 'removeContainer'; jobId: string; containerId: string }
+  // For the artifact indexer:
+  | { type: 'indexArtifacts'; jobId: string; dir: string }
+  // For the scheduler itself: its clock, the store (same transaction), and files.
+  | { type: 'armDeadline'; jobId: string; at: number }
+  | { type: 'consumeUpload'; uploadId: string; at: number }
+  | { type: 'expireUpload'; uploadId: string; at: number }
+  | { type: 'releaseUpload'; uploadId: string }
+  | { type: 'storeArtifacts'; jobId: string; artifacts: IndexedArtifact[] }
+  | { type: 'dropArtifactRows'; jobId: string }
+  | { type: 'forgetClientKey'; jobId: string }
+  | { type: 'deleteArtifacts'; jobId: string; dir: string }
+  | { type: 'deleteLog'; jobId: string; path: string }
+  | { type: 'deleteJobFiles'; jobId: string; logPath: string; artifactsDir: string };
+
+export interface Transition {
+  job: JobRow;
+  commands: Command[];
+  /** Set when the fact could not apply to the job's state; the job is returned unchanged. */
+  ignored?: string;
+}
+
+/** Everything `next` needs besides the job and the fact: the clock, settings, and paths. */
+export interface LifecycleEnv {
+  now: number;
+  paths: JobPaths;
+  killGraceMs: number;
+  /** How long one "minute" of timeout_minutes lasts (tests shorten it). */
+  timeoutMinuteMs: number;
+  /** A job still pending this long with the container runtime unreachable fails. */
+  pendingMaxMs: number;
+  logCapBytes: number;
+  artifactTtlMs: number;
+  logTtlMs: number;
+  container: ContainerSettings;
+}
+
+/** What every job container gets beyond the job's own fields (containers.md). */
+export interface ContainerSettings {
+  rootless: boolean;
+  networkMode: string;
+  instanceId: string;
+  spireSocket: string;
+  tokenSocket: string;
+}
+
+const isActive = (job: JobRow) => ACTIVE_STATES.includes(job.status);
+const released = (job: JobRow) => job.resources_released_at !== null;
+const indexed = (job: JobRow) => job.artifacts_indexed_at !== null;
+
+/** Nothing is left to do for the job's container: its final status is written and it is gone. */
+export function isSettled(job: JobRow): boolean {
+  return !isActive(job) && released(job) && indexed(job);
+}
+
+export function endingOf(job: JobRow): Ending | undefined {
+  if (job.pending_finish === null) return undefined;
+  const raw = JSON.parse(job.pending_finish) as Partial<Ending>;
+  return { ...raw, exitCode: raw.exitCode ?? null, oomKilled: raw.oomKilled ?? false };
+}
+
+/** When a running job's time is up. */
+export function deadlineOf(job: JobRow, env: Pick<LifecycleEnv, 'timeoutMinuteMs'>): number | undefined {
+  return job.started_at === null ? undefined : job.started_at + job.timeout_minutes * env.timeoutMinuteMs;
+}
+
+export function containerSpec(job: JobRow, env: LifecycleEnv): JobContainerSpec {
+  const { container, paths } = env;
+  return {
+    jobId: job.id,
+    jobType: job.job_type,
+    image: job.image,
+    command: job.command ?? undefined,
+    task: job.task ?? undefined,
+    context: job.context ?? undefined,
+    gitBranch: job.git_branch ?? undefined,
+    cpus: job.cpus,
+    memoryGb: job.memory_gb,
+    uploadDir: job.files_id ? paths.sealedUpload(job.files_id) : undefined,
+    artifactsDir: paths.artifacts(job.id),
+    socketMounts: [
+      { host: container.spireSocket, container: '/run/spire/sockets/agent.sock' },
+      { host: container.tokenSocket, container: '/run/flashpods/token.sock' },
+    ],
+    extraEnv: job.job_type === 'worker' && job.need_github_token === 1 ? { FLASHPODS_NEED_GITHUB_TOKEN: 'true' } : undefined,
+    rootless: container.rootless,
+    networkMode: container.networkMode,
+    instanceId: container.instanceId,
+  };
+}
+
+/** What admission weighs: the request against capacity minus what jobs whose container may be alive hold. */
+export interface AdmissionQuestion {
+  requested: { cpus: number; memoryGb: number };
+  held: { jobs: number; cpus: number; memoryGb: number };
+  capacity: { cpus: number; memoryGb: number };
+}
+
+/** Why a job was not admitted: the figures of the 429 body (jobs.md "Admission control"). */
+export interface Refusal {
+  requested: { cpus: number; memory_gb: number };
+  available: { cpus: number; memory_gb: number };
+  host_capacity: { cpus: number; memory_gb: number };
+  running_jobs: number;
+}
+
+/** No overcommit: a job is admitted only if it fits in what is left; undefined when it does. */
+export function admission({ requested, held, capacity }: AdmissionQuestion): Refusal | undefined {
+  const available = { cpus: capacity.cpus - held.cpus, memory_gb: capacity.memoryGb - held.memoryGb };
+  if (requested.cpus <= available.cpus && requested.memoryGb <= available.memory_gb) return undefined;
+  return {
+    requested: { cpus: requested.cpus, memory_gb: requested.memoryGb },
+    available: { cpus: Math.max(0, available.cpus), memory_gb: Math.max(0, available.memory_gb) },
+    host_capacity: { cpus: capacity.cpus, memory_gb: capacity.memoryGb },
+    running_jobs: held.jobs,
+  };
+}
+
+/** The first command of a job just admitted: its container. */
+export function onAdmitted(job: JobRow, env: LifecycleEnv): Command[] {
+  return [createContainer(job, env)];
+}
+
+/** The commands that bring the job's world in line with its row after a scheduler restart. */
+export function onResume(job: JobRow, env: LifecycleEnv): Command[] {
+  const deadline = deadlineOf(job, env);
+  return job.status === 'running' && deadline !== undefined && job.kill_reason === null && job.pending_finish === null
+    ? [{ type: 'armDeadline', jobId: job.id, at: deadline }]
+    : [];
+}
+
+export function next(job: JobRow, fact: Fact, env: LifecycleEnv): Transition {
+  const step = new Step(job, env);
+  HANDLERS[fact.type](step, fact as never);
+  return step.result();
+}
+
+/** Accumulates one transition: the changed row and the commands, or why the fact was ignored. */
+class Step {
+  job: JobRow;
+  readonly commands: Command[] = [];
+  ignored: string | undefined;
+  readonly env: LifecycleEnv;
+
+  constructor(job: JobRow, env: LifecycleEnv) {
+    this.job = job;
+    this.env = env;
+  }
+
+  get now(): number {
+    return this.env.now;
+  }
+
+  set(changes: Partial<JobRow>): void {
+    this.job = { ...this.job, ...changes };
+  }
+
+  send(...commands: Command[]): void {
+    this.commands.push(...commands);
+  }
+
+  ignore(reason: string): void {
+    this.ignored = `${reason} (job is ${this.job.status})`;
+  }
+
+  get ending(): Ending | undefined {
+    return endingOf(this.job);
+  }
+
+  setEnding(ending: Ending): void {
+    this.set({ pending_finish: JSON.stringify(ending) });
+  }
+
+  result(): Transition {
+    return this.ignored === undefined ? { job: this.job, commands: this.commands } : { job: this.job, commands: [], ignored: this.ignored };
+  }
+}
+
+type Handler<T extends FactType> = (step: Step, fact: Extract<Fact, { type: T }>) => void;
+
+const HANDLERS: { [T in FactType]: Handler<T> } = {
+  containerCreating(step) {
+    if (step.job.status === 'pending') step.set({ status: 'starting' });
+  },
+
+  containerCreated(step, { containerId }) {
+    const { job } = step;
+    if (isSettled(job) || released(job)) return step.send(removeContainer(job, containerId));
+    if (step.ending) return step.ignore('a container was created after the job ended');
+    if (job.status === 'running' || (job.status === 'cancelled' && job.started_at !== null)) {
+      return step.ignore('a started container was reported as never started');
+    }
+    // Cancelled while starting, its container is started all the same, to end by the kill
+    // sequence like every cancelled job (jobs.md "Cancel": exit 143, or 137 after the grace).
+    step.set({ status: job.status === 'cancelled' ? 'cancelled' : 'starting', container_id: containerId });
+    step.send({ type: 'startContainer', jobId: job.id, containerId, logPath: step.env.paths.log(job.id), logCapBytes: step.env.logCapBytes });
+  },
+
+  containerStarted(step, { containerId, startedAt }) {
+    const { job } = step;
+    if (released(job)) return isSettled(job) ? step.send(removeContainer(job, containerId)) : step.ignore('a started container was reported after the job\'s container was gone');
+    if (step.ending) return; // already exited; a late report
+    if (job.status === 'cancelled') {
+      step.set({ container_id: containerId, started_at: job.started_at ?? startedAt });
+      return step.send(killContainer(step));
+    }
+    if (job.status === 'pending' || job.status === 'starting') {
+      step.set({ status: 'running', container_id: containerId, started_at: startedAt });
+      if (job.files_id) step.send({ type: 'consumeUpload', uploadId: job.files_id, at: startedAt });
+    } else if (job.started_at === null) {
+      step.set({ started_at: startedAt, container_id: containerId });
+    }
+    if (step.job.kill_reason !== null) return step.send(killContainer(step));
+    armOrTimeout(step);
+  },
+
+  startFailed(step, { reason }) {
+    const { job } = step;
+    if (released(job) || step.ending) return step.ignore('a start failure was reported after the job\'s container was settled');
+    if (job.started_at !== null) return step.ignore('a started job reported a start failure');
+    step.setEnding({ exitCode: null, oomKilled: false, error: { code: 'container_start_failed', reason } });
+    release(step);
+    finishIfDone(step);
+  },
+
+  containerExited(step, { containerId, exitCode, oom }) {
+    const { job } = step;
+    if (released(job)) return isSettled(job) ? step.send(removeContainer(job, containerId)) : undefined;
+    if (step.ending) {
+      // Seen again (a watch and a reconcile pass both saw it, or a command was lost): what is
+      // still outstanding is asked for again; executors absorb a repeat of one in flight.
+      if (!indexed(job)) step.send(indexArtifacts(step));
+      return step.send(removeContainer(job, containerId));
+    }
+    if (!isActive(job) && job.status !== 'cancelled') return step.ignore('an exit was reported for a job that already ended');
+    // Only a SIGKILL we did not send ourselves can be the kernel's OOM kill (oom-watch.ts).
+    const oomKilled = oom.stateOomKilled || (oom.cgroupEvidence && exitCode === 137 && job.kill_reason === null);
+    step.setEnding({ exitCode, oomKilled });
+    step.set({ container_id: job.container_id ?? containerId });
+    if (job.status === 'pending' || job.status === 'starting') {
+      // It ran and ended before a start was reported (e.g. while this runtime was down).
+      step.set({ status: 'running' });
+      if (job.files_id) step.send({ type: 'consumeUpload', uploadId: job.files_id, at: step.now });
+    }
+    step.send(indexArtifacts(step), removeContainer(job, containerId));
+  },
+
+  containerGone(step) {
+    containerAbsent(step, 'removed');
+  },
+
+  containerMissing(step) {
+    containerAbsent(step, 'missing');
+  },
+
+  runtimeUnreachable(step, { reason }) {
+    const { job } = step;
+    if (job.status !== 'pending' || step.now - job.created_at < step.env.pendingMaxMs) return;
+    step.setEnding({ exitCode: null, oomKilled: false, error: { code: 'container_runtime_unavailable', reason } });
+    release(step);
+    finishIfDone(step);
+  },
+
+  logTruncated(step) {
+    if (step.job.status === 'cleaning' || step.job.status === 'cleaned') return step.ignore('a log was truncated after it was deleted');
+    if (step.job.log_truncated === 0) step.set({ log_truncated: 1 });
+  },
+
+  artifactsIndexed(step, { summary }) {
+    const { job } = step;
+    if (indexed(job)) return; // a repeated index command finished twice
+    const ending = step.ending;
+    if (!ending && !released(job)) return step.ignore('artifacts were indexed before the job\'s container ended');
+    step.set({ artifacts_indexed_at: step.now });
+    step.setEnding({
+      ...(ending ?? { exitCode: null, oomKilled: false }),
+      ...(summary.note !== undefined ? { artifactsNote: summary.note } : {}),
+      ...(summary.failure !== undefined ? { artifactsFailure: summary.failure } : {}),
+    });
+    step.send({ type: 'storeArtifacts', jobId: job.id, artifacts: summary.artifacts });
+    finishIfDone(step);
+  },
+
+  killRequested(step) {
+    const { job } = step;
+    if (!isActive(job)) return step.ignore('job_already_terminal');
+    const { now } = step;
+    step.set({ status: 'cancelled', kill_reason: 'cancel', kill_requested_at: now, completed_at: now });
+    if (job.status === 'pending') {
+      // No container was taken up yet: nothing to wait for, nothing to index (release expires the upload).
+      release(step);
+      return finishIfDone(step);
+    }
+    if (job.status === 'starting' && job.files_id) step.send({ type: 'expireUpload', uploadId: job.files_id, at: now });
+    if (step.ending) return; // exited already; its container is on its way out
+    if (job.status === 'running') step.send(killContainer(step));
+    // Starting: the kill is sent once its container is reported started.
+  },
+
+  deadlinePassed(step) {
+    const { job } = step;
+    if (job.status !== 'running' || job.kill_reason !== null || step.ending) return;
+    armOrTimeout(step);
+  },
+
+  cleanupPass(step) {
+    const { job, now, env } = step;
+    if (job.status === 'cleaning') return step.send(deleteJobFiles(step));
+    if (!TERMINAL_STATES.includes(job.status) || !isSettled(job) || job.completed_at === null) return;
+    if (job.artifacts_deleted_at === null) {
+      if (job.completed_at + env.artifactTtlMs <= now) step.send({ type: 'deleteArtifacts', jobId: job.id, dir: env.paths.artifacts(job.id) });
+      return;
+    }
+    if (job.logs_deleted_at !== null || job.completed_at + env.logTtlMs <= now) {
+      step.set({ status: 'cleaning' });
+      step.send(deleteJobFiles(step));
+    }
+  },
+
+  artifactsDeleted(step) {
+    if (!isSettled(step.job) || !TERMINAL_STATES.includes(step.job.status)) return step.ignore('artifacts were deleted for a job that is not settled');
+    if (step.job.artifacts_deleted_at !== null) return;
+    step.set({ artifacts_deleted_at: step.now });
+    step.send({ type: 'dropArtifactRows', jobId: step.job.id });
+  },
+
+  logEvicted(step) {
+    const { job } = step;
+    if (!isSettled(job) || !TERMINAL_STATES.includes(job.status)) return step.ignore('the log of a job that is not settled cannot be evicted');
+    if (job.logs_deleted_at === null) step.send({ type: 'deleteLog', jobId: job.id, path: step.env.paths.log(job.id) });
+  },
+
+  logDeleted(step) {
+    if (!isSettled(step.job) || !TERMINAL_STATES.includes(step.job.status)) return step.ignore('a log was deleted for a job that is not settled');
+    if (step.job.logs_deleted_at === null) step.set({ logs_deleted_at: step.now });
+  },
+
+  jobFilesDeleted(step) {
+    const { job, now } = step;
+    if (job.status !== 'cleaning') return step.ignore('files were deleted for a job that is not cleaning');
+    step.set({ status: 'cleaned', logs_deleted_at: job.logs_deleted_at ?? now, artifacts_deleted_at: job.artifacts_deleted_at ?? now });
+    step.send({ type: 'forgetClientKey', jobId: job.id });
+    if (job.artifacts_deleted_at === null) step.send({ type: 'dropArtifactRows', jobId: job.id });
+  },
+};
+
+/** The container is not there: we removed it, or a reconcile pass found none. */
+function containerAbsent(step: Step, how: 'removed' | 'missing'): void {
+  const { job } = step;
+  if (isSettled(job)) return;
+  // On a reconcile pass the index is asked for again: the indexer may have died with the command.
+  const reindex = how === 'missing' && !indexed(job);
+  if (released(job)) {
+    if (reindex) step.send(indexArtifacts(step));
+    return;
+  }
+  if (job.status === 'pending') {
+    if (how === 'removed') return step.ignore('a container was removed that was never created');
+    // The create was never taken up (the executor was down, or lost it): ask again.
+    return step.send(createContainer(job, step.env));
+  }
+  if (step.ending) {
+    release(step);
+    if (reindex) step.send(indexArtifacts(step));
+    return finishIfDone(step);
+  }
+  // Cancelled before it started: nothing ran, so nothing to index (release marks it indexed).
+  if (job.status === 'cancelled' && job.started_at === null) {
+    release(step);
+    return finishIfDone(step);
+  }
+  // Gone without an exit seen: lost (cancelled jobs keep no error).
+  const error: JobError | undefined =
+    job.status === 'cancelled' ? undefined
+      : job.status === 'running' ? { code: 'container_lost_on_recovery' }
+        : { code: 'container_not_found_on_recovery' };
+  step.setEnding({ exitCode: null, oomKilled: false, ...(error ? { error } : {}) });
+  release(step);
+  // Whatever a lost container wrote to /artifacts is still indexed and served.
+  if (!indexed(step.job)) step.send(indexArtifacts(step));
+  finishIfDone(step);
+}
+
+/** The container is gone (or never existed): its resources and its upload snapshot are free. */
+function release(step: Step): void {
+  const { job, now } = step;
+  step.set({ resources_released_at: now });
+  // Nothing ran, so nothing can be in /artifacts.
+  if (job.started_at === null && (step.ending?.exitCode ?? null) === null && !indexed(job)) step.set({ artifacts_indexed_at: now });
+  if (job.files_id) {
+    if (job.started_at === null) step.send({ type: 'expireUpload', uploadId: job.files_id, at: now });
+    step.send({ type: 'releaseUpload', uploadId: job.files_id });
+  }
+}
+
+/** A running job past its deadline starts its timeout kill; before it, the clock is (re)armed. */
+function armOrTimeout(step: Step): void {
+  const deadline = deadlineOf(step.job, step.env);
+  if (deadline === undefined) return;
+  if (step.now < deadline) return step.send({ type: 'armDeadline', jobId: step.job.id, at: deadline });
+  step.set({ kill_reason: 'timeout', kill_requested_at: step.now });
+  step.send(killContainer(step));
+}
+
+/** Writes the final status once the container is gone and its artifacts are indexed. */
+function finishIfDone(step: Step): void {
+  const { job, now } = step;
+  if (!released(job) || !indexed(job)) return;
+  const ending = step.ending;
+  if (job.status === 'cancelled') {
+    if (job.exit_code === null && ending?.exitCode != null) step.set({ exit_code: ending.exitCode });
+    step.set({ outcome: 'cancelled', error: ending?.artifactsNote ?? job.error, pending_finish: null });
+    return;
+  }
+  if (!isActive(job) || !ending) return;
+  const { status, error } = outcome(job, ending);
+  step.set({
+    status,
+    outcome: status,
+    exit_code: ending.exitCode,
+    error: jobErrorText(error, ending.artifactsNote) ?? null,
+    error_code: error?.code ?? null,
+    completed_at: job.completed_at ?? now,
+    pending_finish: null,
+  });
+}
+
+/** How an ended job's status and error follow from how its container ended (jobs.md "Exit codes"). */
+function outcome(job: JobRow, ending: Ending): { status: Exclude<JobState, 'pending' | 'starting' | 'running' | 'cleaning' | 'cleaned'>; error?: JobError } {
+  if (job.kill_reason === 'timeout') return { status: 'timed_out', error: { code: 'timeout' } };
+  if (ending.artifactsFailure) return { status: 'failed', error: ending.artifactsFailure };
+  if (ending.error) return { status: 'failed', error: ending.error };
+  if (ending.exitCode === 0) return { status: 'completed' };
+  if (ending.oomKilled) return { status: 'failed', error: { code: 'oom_killed' } };
+  const identity = entrypointExitError({ jobType: job.job_type, needGithubToken: job.need_github_token === 1 }, ending.exitCode);
+  if (identity) return { status: 'failed', error: identity };
+  return { status: 'failed', error: { code: 'process_exited', exitCode: ending.exitCode ?? -1 } };
+}
+
+function createContainer(job: JobRow, env: LifecycleEnv): Command {
+  return { type: 'createContainer', jobId: job.id, spec: containerSpec(job, env), logPath: env.paths.log(job.id) };
+}
+
+function removeContainer(job: JobRow, containerId: string): Command {
+  return { type: 'removeContainer', jobId: job.id, containerId };
+}
+
+function killContainer(step: Step): Command {
+  return { type: 'killContainer', jobId: step.job.id, containerId: step.job.container_id!, graceMs: step.env.killGraceMs };
+}
+
+function indexArtifacts(step: Step): Command {
+  return { type: 'indexArtifacts', jobId: step.job.id, dir: step.env.paths.artifacts(step.job.id) };
+}
+
+function deleteJobFiles(step: Step): Command {
+  return { type: 'deleteJobFiles', jobId: step.job.id, logPath: step.env.paths.log(step.job.id), artifactsDir: step.env.paths.artifacts(step.job.id) };
+}
