@@ -12,6 +12,7 @@ afterAll(async () => {
 });
 
 const LOG_LINE = /^\[\d\d:\d\d:\d\d\.\d{3}\] /;
+const lineTexts = (output: string) => output.split('\n').filter(Boolean).map((l) => l.replace(LOG_LINE, ''));
 
 describe('jobs end to end on real Podman', () => {
   it('runs an uploaded directory through a worker to completed, then deletes the upload', async () => {
@@ -67,6 +68,36 @@ describe('jobs end to end on real Podman', () => {
     );
     const jobs = await Promise.all(ids.map((id) => waitForJob(server, id)));
     expect(jobs.map((j) => [j.status, j.exit_code])).toEqual([['completed', 0], ['failed', 3], ['failed', 127]]);
+  });
+
+  it('gives every job that exits non-zero the error jobs.md names', async () => {
+    const { server } = stack;
+    const ids = await Promise.all(['exit 3', 'no-such-command-here'].map(async (command) => (await createJob(server, { type: 'worker', command, cpus: 1, memory_gb: 1 })).body.job_id));
+    const jobs = await Promise.all(ids.map((id) => waitForJob(server, id)));
+    expect(jobs.map((j) => [j.status, j.exit_code, j.error])).toEqual([['failed', 3, 'Process exited with code 3'], ['failed', 127, 'Process exited with code 127']]);
+  });
+
+  it('answers 409 upload_not_finalized for an upload rsync wrote but nobody finalized', async () => {
+    const { server, home } = stack;
+    const uploading = makeUpload(home, { f: 'still being written' });
+    expect((await json(await server.fetch(`/uploads/${uploading}`))).state).toBe('uploading');
+    const res = await createJob(server, { type: 'worker', command: 'cat /work/f', files_id: uploading, cpus: 1, memory_gb: 1 });
+    expect([res.status, res.body.error]).toEqual([409, 'upload_not_finalized']);
+    expect(res.body.message).toContain(`POST /uploads/${uploading}/finalize`);
+    // Finalized, the same upload feeds the job.
+    await server.fetch(`/uploads/${uploading}/finalize`, { method: 'POST' });
+    const job = await waitForJob(server, (await createJob(server, { type: 'worker', command: 'cat /work/f', files_id: uploading, cpus: 1, memory_gb: 1 })).body.job_id);
+    expect(job).toMatchObject({ status: 'completed', exit_code: 0 });
+  });
+
+  it('does not mark a log truncated because the job printed the truncation marker', async () => {
+    const { server } = stack;
+    const created = await createJob(server, { type: 'worker', command: 'echo "[TRUNCATED - log exceeded 50 MB limit]"; echo after', cpus: 1, memory_gb: 1 });
+    const job = await waitForJob(server, created.body.job_id);
+    expect(job.status).toBe('completed');
+    const output = await json(await server.fetch(`/jobs/${job.id}/output`));
+    expect(output.truncated).toBe(false);
+    expect(lineTexts(output.output)).toEqual(['[TRUNCATED - log exceeded 50 MB limit]', 'after']);
   });
 
   it('fails a job that breaches its memory limit with oom_killed', async () => {

@@ -61,13 +61,14 @@ describe('crash recovery', () => {
     const restarted = await stack.restartServer();
     const finished = await Promise.all([keepsRunning, exitsWhileDown, timesOutAcrossRestart, 'job_startingnocontnr', 'job_runningnocontain', 'job_exitedandremoved']
       .map((id) => waitForJob(restarted, id, { timeoutMs: 30_000 })));
+    // Every failed job carries an error (jobs.md "Exit codes"), those that exited non-zero too.
     expect(finished.map((j) => [j.status, j.exit_code, j.error ?? null])).toEqual([
       ['completed', 0, null],
-      ['failed', 5, null],
+      ['failed', 5, 'Process exited with code 5'],
       ['timed_out', 137, 'Job exceeded timeout limit'],
       ['failed', null, 'container_not_found_on_recovery'],
       ['failed', null, 'container_lost_on_recovery'],
-      ['failed', 4, null],
+      ['failed', 4, 'Process exited with code 4'],
     ]);
     // Log capture resumed: the line written after the restart is there, the one before kept.
     const log = (await json(await restarted.fetch(`/jobs/${keepsRunning}/output`))).output as string;
