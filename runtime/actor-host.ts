@@ -9,7 +9,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { createNanoEvents } from 'nanoevents';
 import type { ActorContext, ActorDefinition, ActorLog, ActorRef, Handlers } from './actor.ts';
 import { PeerChannel } from './channel.ts';
-import { FAULT_CRASH, type ActorBoot, type ControlFromActor, type FaultCrash, type Protocol } from './envelope.ts';
+import { FAULT_CRASH, RUNTIME_ERROR_CODES, type ActorBoot, type ControlFromActor, type FaultCrash, type Protocol } from './envelope.ts';
 import { isControlToActor } from './envelope.ts';
 import { ActorUnavailable, CodedError } from './errors.ts';
 
@@ -53,8 +53,17 @@ async function onRequest(type: string, payload: unknown, from: string): Promise<
   } catch (err) {
     // Domain errors are answers; anything else is a bug the operator must see.
     if (!(err instanceof CodedError)) log.error('request handler failed', { type, from, err: describe(err) });
+    else if (!declared(err.code)) {
+      log.error(`request handler failed with "${err.code}", a code the ${boot.name} protocol does not declare`, { type, from, err: describe(err) });
+      throw new CodedError('internal_error', err.message, 500);
+    }
     throw err;
   }
+}
+
+/** A code the actor's protocol declares, or one of the runtime's (e.g. from a call it made). */
+function declared(code: string): boolean {
+  return (RUNTIME_ERROR_CODES as readonly string[]).includes(code) || ((definition!.errors ?? []) as readonly string[]).includes(code);
 }
 
 function describe(err: unknown): Record<string, unknown> {

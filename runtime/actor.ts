@@ -5,7 +5,8 @@
  * An actor module's default export is the value returned by `defineActor`; it runs on its own
  * worker thread (see actor-host.ts), so nothing here is shared memory.
  */
-import type { Protocol } from './envelope.ts';
+import type { ErrorCodeOf, Protocol } from './envelope.ts';
+import { CodedError } from './errors.ts';
 
 /** The request type of a protocol as a discriminated union, e.g. for logging or validation. */
 export type RequestOf<P extends Protocol> = { [K in keyof P & string]: { type: K; payload: P[K]['req'] } }[keyof P & string];
@@ -19,9 +20,20 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+/** What a call to an actor of protocol `P` rejects with: a code its protocol declares, or the runtime's. */
+export type CallError<P extends Protocol> = CodedError<ErrorCodeOf<P>>;
+
+/** Narrows a caught error to the CallError of `P`, so comparing its code against a literal is type-checked. */
+export function isCallError<P extends Protocol>(err: unknown): err is CallError<P> {
+  return err instanceof CodedError;
+}
+
 export interface ActorRef<P extends Protocol> {
   readonly name: string;
-  /** Rejects at once with ActorUnavailable when the actor is down or dies mid-call. */
+  /**
+   * Rejects with a CallError<P>: at once with ActorUnavailable when the actor is down or dies
+   * mid-call, or with one of the codes the request declares.
+   */
   call<K extends keyof P & string>(type: K, payload: P[K]['req'], options?: CallOptions): Promise<P[K]['res']>;
   /** Whether a live channel to the actor exists right now. */
   readonly available: boolean;
@@ -56,6 +68,12 @@ export interface ActorContext<Config = unknown> {
 }
 
 export interface ActorDefinition<P extends Protocol, Config> {
+  /**
+   * The domain error codes its handlers may throw (every code the protocol's requests declare);
+   * none when absent. A CodedError with any other code is a bug: the caller gets internal_error
+   * and the log says so.
+   */
+  errors?: ReadonlyArray<ErrorCodeOf<P>>;
   /** Runs once per thread start; resolves with the handlers. A throw here is a crash. */
   start(ctx: ActorContext<Config>): Handlers<P> | Promise<Handlers<P>>;
   /** Graceful stop: finish in-flight work within `graceMs`, release resources. */

@@ -6,13 +6,26 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 
-/** A protocol maps each request type to its payload and its reply. */
-export type Protocol = Record<string, { req: unknown; res: unknown }>;
+/**
+ * A protocol maps each request type to its payload, its reply, and the codes of the domain
+ * errors it may answer with (`errors`, a union of string literals; none when absent).
+ */
+export type Protocol = Record<string, { req: unknown; res: unknown; errors?: string }>;
 
-/** An error as it travels between threads: plain data, never a stack. */
-export interface WireError {
-  /** `actor_unavailable`, `actor_timeout`, or a domain code such as `job_not_found`. */
-  code: string;
+/** What any call can fail with, whatever the protocol: the runtime's own codes. */
+export type RuntimeErrorCode = 'actor_unavailable' | 'actor_timeout' | 'internal_error' | 'unknown_request';
+export const RUNTIME_ERROR_CODES: readonly RuntimeErrorCode[] = ['actor_unavailable', 'actor_timeout', 'internal_error', 'unknown_request'];
+
+/** Every code a call to an actor of protocol `P` can fail with: what its requests declare, and the runtime's. */
+export type ErrorCodeOf<P extends Protocol> = { [K in keyof P]: P[K] extends { errors: infer E extends string } ? E : never }[keyof P] | RuntimeErrorCode;
+
+/**
+ * An error as it travels between threads: plain data, never a stack. `C` is the union of codes
+ * of the protocol it answers for (ErrorCodeOf); on the wire itself any string travels.
+ */
+export interface WireError<C extends string = string> {
+  /** `actor_unavailable`, `actor_timeout`, or a domain code the protocol declares, such as `job_not_found`. */
+  code: C;
   message: string;
   status?: number;
   details?: Record<string, unknown>;

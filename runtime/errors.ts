@@ -6,12 +6,12 @@
  */
 import type { WireError } from './envelope.ts';
 
-export class CodedError extends Error {
-  readonly code: string;
+export class CodedError<C extends string = string> extends Error {
+  readonly code: C;
   readonly status: number | undefined;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: string, message: string, status?: number, details?: Record<string, unknown>) {
+  constructor(code: C, message: string, status?: number, details?: Record<string, unknown>) {
     super(message);
     this.name = 'CodedError';
     this.code = code;
@@ -19,8 +19,8 @@ export class CodedError extends Error {
     this.details = details;
   }
 
-  toWire(): WireError {
-    const wire: WireError = { code: this.code, message: this.message };
+  toWire(): WireError<C> {
+    const wire: WireError<C> = { code: this.code, message: this.message };
     if (this.status !== undefined) wire.status = this.status;
     if (this.details !== undefined) wire.details = this.details;
     return wire;
@@ -28,7 +28,7 @@ export class CodedError extends Error {
 }
 
 /** The actor that owns the answer is down or restarting; the API maps it to 503. */
-export class ActorUnavailable extends CodedError {
+export class ActorUnavailable extends CodedError<'actor_unavailable'> {
   constructor(actor: string, reason: string) {
     super('actor_unavailable', `actor "${actor}" is unavailable: ${reason}`, 503, { actor });
     this.name = 'ActorUnavailable';
@@ -36,7 +36,7 @@ export class ActorUnavailable extends CodedError {
 }
 
 /** The actor is up but did not answer within the call's timeout. */
-export class ActorTimeout extends CodedError {
+export class ActorTimeout extends CodedError<'actor_timeout'> {
   constructor(actor: string, type: string, timeoutMs: number) {
     super('actor_timeout', `actor "${actor}" did not answer "${type}" within ${timeoutMs} ms`, 503, { actor });
     this.name = 'ActorTimeout';

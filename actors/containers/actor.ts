@@ -18,8 +18,7 @@ import { appendFileSync, chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
-import { defineActor, type ActorLog, type ActorRef } from '../../runtime/actor.ts';
-import type { CodedError } from '../../runtime/errors.ts';
+import { defineActor, isCallError, type ActorLog, type ActorRef } from '../../runtime/actor.ts';
 import { ACCEPTED } from '../contract/commands.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import type { Fact } from '../scheduler/lifecycle.ts';
@@ -368,9 +367,9 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     let running: Promise<ReconcileReport> | undefined;
     const reconcileOnce = () => (running ??= reconcile().finally(() => (running = undefined)));
     const tick = () => {
-      void reconcileOnce().catch((err: CodedError) => {
+      void reconcileOnce().catch((err: Error) => {
         // The scheduler restarting is not worth an error: the next pass asks again.
-        const level = err.code === 'actor_unavailable' ? 'debug' : 'error';
+        const level = isCallError<SchedulerProtocol>(err) && err.code === 'actor_unavailable' ? 'debug' : 'error';
         log[level](`reconcile pass failed: ${err.message}`, { event: 'reconcile_failed', err: { message: err.message, stack: err.stack } });
       });
       reconcileTimer = setTimeout(tick, config.timing.reconcileIntervalMs);
@@ -442,8 +441,8 @@ class Reporter {
         await this.scheduler.call('report', { jobId, fact });
         return;
       } catch (err) {
-        const code = (err as CodedError).code;
-        if ((code !== 'actor_unavailable' && code !== 'actor_timeout') || Date.now() > deadline) {
+        const restarting = isCallError<SchedulerProtocol>(err) && (err.code === 'actor_unavailable' || err.code === 'actor_timeout');
+        if (!restarting || Date.now() > deadline) {
           // The reconcile pass reports the container's state again; only the moment is lost.
           this.log.debug(`job ${jobId}: could not report ${fact.type} (${(err as Error).message})`, { event: 'report_failed', job_id: jobId, fact: fact.type });
           return;

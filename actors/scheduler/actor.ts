@@ -10,8 +10,7 @@
  * containers actor's reconcile pass reports every unsettled job again, and the lifecycle answers
  * each report with whatever is still missing.
  */
-import { defineActor, type ActorRef } from '../../runtime/actor.ts';
-import { CodedError } from '../../runtime/errors.ts';
+import { defineActor, isCallError, type ActorRef } from '../../runtime/actor.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import type { ArtifactsProtocol } from '../artifacts/messages.ts';
 import type { ContainersProtocol } from '../containers/messages.ts';
@@ -26,7 +25,7 @@ import { Deadlines } from './deadlines.ts';
 import { isStoreCommand, JobsStore } from './jobs-store.ts';
 import { admission, isSettled, next, onAdmitted, onResume, type Command, type Fact, type LifecycleEnv } from './lifecycle.ts';
 import type { MeasureInput, MeasureOutput } from './measure-tree.task.ts';
-import { SCHEDULER_EVENTS, type CleanupReport, type JobChanged, type SchedulerProtocol } from './messages.ts';
+import { SCHEDULER_ERRORS, SCHEDULER_EVENTS, type CleanupReport, type JobChanged, type SchedulerProtocol } from './messages.ts';
 import { Uploads } from './uploads.ts';
 
 /** A job still pending this long with Podman unreachable fails instead of waiting forever. */
@@ -38,6 +37,7 @@ let cleanupTimer: NodeJS.Timeout | undefined;
 let deadlines: Deadlines | undefined;
 
 export default defineActor<SchedulerProtocol, FlashpodsConfig>({
+  errors: SCHEDULER_ERRORS,
   start(ctx) {
     const { config, log } = ctx;
     db = openDatabase(config.paths.db);
@@ -92,10 +92,10 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
 
     /** Sends a command to an executor; one that is down gets it again from the next reconcile pass. */
     const deliver = <P extends ContainersProtocol | ArtifactsProtocol>(to: ActorRef<P>, command: Command & { type: keyof P & string }) => {
-      (to.call as (type: string, payload: unknown) => Promise<unknown>)(command.type, command).catch((err: CodedError) => {
-        const level = err.code === 'actor_unavailable' ? 'debug' : 'warn';
-        log[level](`could not send ${command.type} for ${'jobId' in command ? command.jobId : 'a job'} to ${to.name} (${err.message}); its next reconcile pass catches up`, {
-          event: 'command_undelivered', command: command.type, code: err.code,
+      (to.call as (type: string, payload: unknown) => Promise<unknown>)(command.type, command).catch((err: Error) => {
+        const unavailable = isCallError<P>(err) && err.code === 'actor_unavailable';
+        log[unavailable ? 'debug' : 'warn'](`could not send ${command.type} for ${'jobId' in command ? command.jobId : 'a job'} to ${to.name} (${err.message}); its next reconcile pass catches up`, {
+          event: 'command_undelivered', command: command.type,
         });
       });
     };
@@ -189,7 +189,7 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
             if (refusal) throw apiError('insufficient_resources', 'Not enough resources to start job', { flatten: true, ...refusal });
           });
         } catch (err) {
-          if ((err as CodedError).code === 'insufficient_resources') ctx.publish(SCHEDULER_EVENTS.admissionRejected, { type: req.type });
+          if (isCallError<SchedulerProtocol>(err) && err.code === 'insufficient_resources') ctx.publish(SCHEDULER_EVENTS.admissionRejected, { type: req.type });
           throw err;
         }
         if (result.created) {

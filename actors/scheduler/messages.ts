@@ -5,6 +5,7 @@
  * artifacts) report facts to it and receive commands from it. After every change to a job it
  * publishes `job-changed`, which the API's long-polls and streams wait on.
  */
+import type { ErrorCodeOf, RuntimeErrorCode } from '../../runtime/envelope.ts';
 import type { ErrorCode } from '../contract/errors.ts';
 import type { JobState } from '../contract/jobs.ts';
 import type { JobRow, UploadRow } from '../store/rows.ts';
@@ -14,18 +15,39 @@ import type { Fact } from './lifecycle.ts';
 
 type Empty = Record<string, never>;
 
+/** Every write can fail because the database cannot write (database-errors.ts). */
+type Db = 'database_error';
+
 export type SchedulerProtocol = {
-  createJob: { req: JobRequest; res: { job: JobRow; created: boolean } };
-  cancelJob: { req: { jobId: string }; res: { job: JobRow } };
-  finalizeUpload: { req: { uploadId: string }; res: UploadRow };
-  deleteUpload: { req: { uploadId: string }; res: Empty };
+  createJob: {
+    req: JobRequest; res: { job: JobRow; created: boolean };
+    errors: 'insufficient_resources' | 'upload_not_found' | 'upload_not_finalized' | 'upload_expired' | 'upload_already_consumed' | Db;
+  };
+  cancelJob: { req: { jobId: string }; res: { job: JobRow }; errors: 'job_not_found' | 'job_already_terminal' | Db };
+  finalizeUpload: {
+    req: { uploadId: string }; res: UploadRow;
+    errors: 'invalid_upload_id' | 'upload_not_found' | 'upload_already_finalized' | 'upload_already_consumed' | 'upload_expired' | 'insufficient_storage' | Db;
+  };
+  deleteUpload: { req: { uploadId: string }; res: Empty; errors: 'invalid_upload_id' | 'upload_not_found' | 'upload_already_consumed' | Db };
   /** A fact about a job, from an executor: the lifecycle decides what follows. */
-  report: { req: { jobId: string; fact: Fact }; res: Empty };
+  report: { req: { jobId: string; fact: Fact }; res: Empty; errors: Db };
   /** For the reconcile pass: every job whose container may exist or whose end is not recorded yet. */
-  unsettledJobs: { req: Empty; res: { instanceId: string; jobs: UnsettledJob[] } };
+  unsettledJobs: { req: Empty; res: { instanceId: string; jobs: UnsettledJob[] }; errors: Db };
   /** A labelled container of this instance that no unsettled job accounts for. */
-  strayContainer: { req: { containerId: string; name: string; jobId: string }; res: Empty };
+  strayContainer: { req: { containerId: string; name: string; jobId: string }; res: Empty; errors: Db };
 };
+
+/** The domain codes the scheduler answers with: all of them contract codes the API can pass on. */
+export type SchedulerErrorCode = Exclude<ErrorCodeOf<SchedulerProtocol>, RuntimeErrorCode>;
+const EVERY_SCHEDULER_ERROR = {
+  insufficient_resources: true, upload_not_found: true, upload_not_finalized: true, upload_expired: true, upload_already_consumed: true,
+  job_not_found: true, job_already_terminal: true, invalid_upload_id: true, upload_already_finalized: true, insufficient_storage: true,
+  database_error: true,
+} as const satisfies Record<SchedulerErrorCode, true>;
+export const SCHEDULER_ERRORS = Object.keys(EVERY_SCHEDULER_ERROR) as SchedulerErrorCode[];
+/** Compiles only while every scheduler code is a contract code (contract/errors.ts). */
+export type SchedulerCodesAreContractCodes = SchedulerErrorCode extends ErrorCode ? true : never;
+const _checked: SchedulerCodesAreContractCodes = true;
 
 /** What the executor needs to observe a job's container and finish its log. */
 export interface UnsettledJob {
@@ -37,12 +59,6 @@ export interface UnsettledJob {
   /** The job's log was truncated at the cap (so a resumed capture writes nothing more). */
   logTruncated: boolean;
 }
-
-/** The error codes the scheduler's requests can fail with (WireError.code of this protocol). */
-export type SchedulerErrorCode = Extract<ErrorCode,
-  | 'insufficient_resources' | 'job_not_found' | 'job_already_terminal' | 'database_error'
-  | 'upload_not_found' | 'upload_not_finalized' | 'upload_expired' | 'upload_already_consumed' | 'upload_already_finalized'
-  | 'invalid_upload_id' | 'insufficient_storage'>;
 
 export const SCHEDULER_EVENTS = {
   /** A job's row changed; `status` is its new status. */

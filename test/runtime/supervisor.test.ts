@@ -76,6 +76,14 @@ describe('supervisor', () => {
     expect(quiet.log.lines.some((l) => l.msg === 'debug b')).toBe(false);
   });
 
+  it('delivers the error codes a protocol declares, and turns any other into internal_error', async () => {
+    const { sup, log } = await startPair();
+    const victim = sup.ref<VictimProtocol>('victim');
+    await expect(victim.call('refuse', { code: 'victim_refused' })).rejects.toMatchObject({ code: 'victim_refused', status: 409 });
+    await expect(victim.call('refuse', { code: 'made_up' })).rejects.toMatchObject({ code: 'internal_error', status: 500 });
+    await until(() => log.lines.some((l) => /"made_up", a code the victim protocol does not declare/.test(String(l.msg))));
+  });
+
   it('times out a call the actor never answers', async () => {
     const { sup } = await startPair();
     await expect(sup.ref<VictimProtocol>('victim').call('hang', {}, { timeoutMs: 100 })).rejects.toMatchObject({ code: 'actor_timeout' });
