@@ -179,6 +179,16 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       const t = track(jobId);
       if (t.creating) return;
       t.creating = operate(jobId, async () => {
+        const began = Date.now();
+        const gaveUp = () => report(jobId, {
+          type: 'startFailed', runtimeUnavailable: true,
+          reason: `Podman was unreachable at ${config.paths.podmanSocket} for ${CREATE_WAIT_MAX_MS / 60_000} minutes`,
+        });
+        // While Podman is known to be away the job stays pending: nothing is being created yet.
+        while (outage.active) {
+          if (Date.now() - began > CREATE_WAIT_MAX_MS) return await gaveUp();
+          await outage.over(CREATE_WAIT_MAX_MS);
+        }
         await report(jobId, { type: 'containerCreating' });
         try {
           mkdirSync(spec.artifactsDir, { recursive: true, mode: 0o755 });
@@ -186,7 +196,6 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
         } catch (err) {
           return await report(jobId, { type: 'startFailed', reason: `cannot prepare ${spec.artifactsDir}: ${(err as Error).message}` });
         }
-        const began = Date.now();
         for (;;) {
           try {
             const containerId = await executor.create(spec, (line) => note(jobId, logPath, line));
@@ -197,11 +206,9 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
               note(jobId, logPath, `Flashpods could not start the container: ${reason}`);
               return await report(jobId, { type: 'startFailed', reason });
             }
-            if (Date.now() - began > CREATE_WAIT_MAX_MS) {
-              return await report(jobId, { type: 'startFailed', reason: `Podman was unreachable at ${config.paths.podmanSocket} for ${CREATE_WAIT_MAX_MS / 60_000} minutes` });
-            }
+            if (Date.now() - began > CREATE_WAIT_MAX_MS) return await gaveUp();
             log.debug(`job ${jobId}: create waits for Podman (${reason})`, { event: 'create_waiting', job_id: jobId });
-            await outage.over();
+            await outage.over(CREATE_WAIT_MAX_MS);
           }
         }
       }).finally(() => (t.creating = undefined));
@@ -421,9 +428,15 @@ class Outage {
     for (const wake of this.waiters.splice(0)) wake();
   }
 
-  /** Resolves once a reconcile pass finds the backend reachable. */
-  over(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
+  /** Resolves once a reconcile pass finds the backend reachable, or after `maxMs`. */
+  over(maxMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, maxMs);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 }
 

@@ -130,18 +130,18 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
       await Promise.all(deletions);
     };
 
+    /** The log lines operators follow a job by (docs/operations.md), then the event long-polls wait on. */
     const announce = (before: JobRow, after: JobRow, fact: Fact) => {
-      if (before.status !== after.status) {
-        const fields = { event: 'job_state', job_id: after.id, from: before.status, to: after.status, fact: fact.type };
-        if (after.status === 'running') log.info(`job ${after.id} running`, { ...fields, container_id: after.container_id });
-        else if (after.status === 'cancelled') log.info(`job ${after.id} cancelled (was ${before.status})`, fields);
-        else if (after.outcome !== null && before.outcome === null) {
-          log.info(`job ${after.id} ${after.status}`, { ...fields, exit_code: after.exit_code, error: after.error, error_code: after.error_code });
-        } else log.debug(`job ${after.id} ${before.status} → ${after.status}`, fields);
+      const fields = { job_id: after.id, fact: fact.type };
+      if (before.status !== after.status && after.status === 'running') log.info(`job ${after.id} running`, { ...fields, event: 'job_running', container_id: after.container_id });
+      if (before.status !== after.status && after.status === 'cancelled') log.info(`job ${after.id} cancelled (was ${before.status})`, { ...fields, event: 'job_cancelled', was: before.status });
+      if (after.kill_reason === 'timeout' && before.kill_reason === null) log.info(`job ${after.id} exceeded its ${after.timeout_minutes} min timeout; killing it`, { ...fields, event: 'job_timeout' });
+      if (after.pending_finish !== null && before.pending_finish === null && fact.type === 'containerExited') {
+        log.info(`job ${after.id} exited with ${fact.exitCode}`, { ...fields, event: 'job_exited', exit_code: fact.exitCode });
       }
-      if (after.resources_released_at !== null && before.resources_released_at === null && after.status === 'cancelled') {
-        log.info(`job ${after.id} cancelled; its container is gone`, { event: 'job_released', job_id: after.id, exit_code: after.exit_code });
-      }
+      if (after.outcome !== null && before.outcome === null) {
+        log.info(`job ${after.id} ${after.status}`, { ...fields, event: 'job_finished', status: after.status, exit_code: after.exit_code, error: after.error, error_code: after.error_code });
+      } else if (before.status !== after.status) log.debug(`job ${after.id} ${before.status} → ${after.status}`, { ...fields, event: 'job_state' });
       ctx.publish(SCHEDULER_EVENTS.jobChanged, { jobId: after.id, status: after.status } satisfies JobChanged);
     };
 

@@ -57,7 +57,8 @@ export type Fact =
   | { type: 'containerCreating' }
   | { type: 'containerCreated'; containerId: string }
   | { type: 'containerStarted'; containerId: string; startedAt: number }
-  | { type: 'startFailed'; reason: string }
+  /** The container could not be created or started; `runtimeUnavailable` when the backend stayed away. */
+  | { type: 'startFailed'; reason: string; runtimeUnavailable?: boolean }
   | { type: 'containerExited'; containerId: string; exitCode: number; oom: OomFacts }
   | { type: 'containerGone' }
   | { type: 'containerMissing' }
@@ -298,11 +299,11 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
     armOrTimeout(step);
   },
 
-  startFailed(step, { reason }) {
+  startFailed(step, { reason, runtimeUnavailable }) {
     const { job } = step;
     if (released(job) || step.ending) return step.ignore('a start failure was reported after the job\'s container was settled');
     if (job.started_at !== null) return step.ignore('a started job reported a start failure');
-    step.setEnding({ exitCode: null, oomKilled: false, error: { code: 'container_start_failed', reason } });
+    step.setEnding({ exitCode: null, oomKilled: false, error: { code: runtimeUnavailable ? 'container_runtime_unavailable' : 'container_start_failed', reason } });
     release(step);
     finishIfDone(step);
   },

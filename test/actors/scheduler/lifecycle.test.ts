@@ -538,6 +538,12 @@ describe('whole lives', () => {
     expect(view(again.job)).toMatchObject({ status: 'failed', exit_code: 4 });
   });
 
+  it('a start that fails names why: Podman refused it, or Podman stayed away', () => {
+    expect(view(live(STATES.starting, { type: 'startFailed', reason: 'image pull failed for x: not found' }).job))
+      .toEqual({ status: 'failed', exit_code: null, error: 'container_start_failed: image pull failed for x: not found', error_code: 'container_start_failed', outcome: 'failed' });
+    expect(live(STATES.starting, { type: 'startFailed', reason: 'Podman was unreachable for 5 minutes', runtimeUnavailable: true }).job.error_code).toBe('container_runtime_unavailable');
+  });
+
   it('a job pending for 5 minutes while Podman is unreachable fails, with the reason', () => {
     expect(live(STATES.pending, { type: 'runtimeUnreachable', reason: 'x' }).job.status).toBe('pending');
     expect(view(live(STATES.pendingStale, { type: 'runtimeUnreachable', reason: 'Podman was unreachable at /run/podman.sock' }).job))
