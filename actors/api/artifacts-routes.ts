@@ -51,7 +51,7 @@ function disposition(filename: string): string {
 
 function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
   if (!header) return undefined;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  const m = header.trim().match(/^bytes=(\d*)-(\d*)$/);
   if (!m || (m[1] === '' && m[2] === '')) return undefined; // malformed or multi-range: serve it whole
   let start: number;
   let end: number;

@@ -56,7 +56,7 @@ export class TokenFile {
 /** Checks an Authorization header value; throws the contract's 401 errors. */
 export function checkAuthorization(header: string | undefined, tokens: TokenFile): void {
   if (header === undefined || header.trim() === '') throw apiError('missing_authorization');
-  const match = /^Bearer ([^\s]+)$/.exec(header.trim());
+  const match = header.trim().match(/^Bearer ([^\s]+)$/);
   if (!match) throw apiError('malformed_authorization');
   if (!tokensEqual(match[1]!, tokens.current())) throw apiError('invalid_token');
 }

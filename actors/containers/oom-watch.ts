@@ -64,7 +64,7 @@ export function findMemoryCgroup(pid: number, limitBytes: number): MemoryCgroup 
 export function readOomEvidence(cgroup: MemoryCgroup): boolean {
   const file = cgroup.version === 1 ? 'memory.oom_control' : 'memory.events';
   const counters = readOr(join(cgroup.dir, file), '');
-  const kills = /^oom_kill (\d+)$/m.exec(counters);
+  const kills = counters.match(/^oom_kill (\d+)$/m);
   if (kills) return Number(kills[1]) > 0;
   if (cgroup.version === 2) return false;
   const peak = Number(readOr(join(cgroup.dir, 'memory.max_usage_in_bytes'), '0'));

@@ -102,7 +102,7 @@ const parsers = {
     return raw;
   },
   hostPort: (raw: unknown) => {
-    const m = typeof raw === 'string' ? /^(\[[0-9a-fA-F:]+\]|[\w.-]+):(\d{1,5})$/.exec(raw) : null;
+    const m = typeof raw === 'string' ? raw.match(/^(\[[0-9a-fA-F:]+\]|[\w.-]+):(\d{1,5})$/) : null;
     const port = Number(m?.[2]);
     if (!m || port > 65535) throw new BadValue('must be host:port, e.g. 10.0.0.1:8080 (port 0 picks a free one)');
     return { host: m[1]!.replace(/^\[|\]$/g, ''), port };

@@ -38,7 +38,7 @@ export async function exchange(authorization: string | undefined, verifier: Svid
   if (authorization === undefined || authorization.trim() === '') {
     return refuse('missing_authorization', 'send Authorization: Bearer <JWT-SVID>');
   }
-  const match = /^Bearer[ \t]+(\S+)\s*$/i.exec(authorization.trim());
+  const match = authorization.trim().match(/^Bearer[ \t]+(\S+)\s*$/i);
   if (!match) return refuse('missing_authorization', 'the Authorization header must be "Bearer <JWT-SVID>"');
 
   const verified = await verifier.verify(match[1]!);
