@@ -14,6 +14,7 @@ import type { JobPaths } from '../contract/job-paths.ts';
 import { apiError } from '../contract/errors.ts';
 import { ID_PATTERNS, isTerminal, LIST_LIMIT, OUTPUT_TAIL, STATUS_FILTERS, type JobState } from '../contract/jobs.ts';
 import { parseJobRequest } from '../scheduler/job-request.ts';
+import { isSettled } from '../scheduler/lifecycle.ts';
 import type { SchedulerProtocol } from '../scheduler/messages.ts';
 import type { JobReads } from '../store/job-reads.ts';
 import type { JobRow } from '../store/rows.ts';
@@ -132,7 +133,8 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
           if (signal.aborted || sse.aborted) return;
           const now = reads.job(job.id)!;
           await readNew();
-          if (isTerminal(now.status) && now.resources_released_at !== null) {
+          // The log is complete once the container is gone: a cancelled job is terminal before that.
+          if (isSettled(now)) {
             await readNew();
             if (partial) await sse.writeSSE({ event: 'line', data: partial });
             await sse.writeSSE({ event: 'end', data: JSON.stringify({ status: now.status, exit_code: now.exit_code }) });
