@@ -163,7 +163,8 @@ echo "stand-in agent done"
       task: 'echo fine > ok.txt; printf "token: %s\\n" "$GITHUB_TOKEN" > config.txt; echo "wrote config"',
     });
     expect(job, log).toMatchObject({ status: 'failed', exit_code: 1 });
-    expect(job.error).toBeUndefined();
+    // A plain failure (jobs.md: every failed job carries an error), not an identity one.
+    expect(job.error).toBe('Process exited with code 1');
     expect(log).toContain('wrote config');
     expect(log).toContain('flashpods: the changes contain a credential: refusing to commit, push or report them');
     const listed = await json(await s.server.fetch(`/jobs/${job.id}/artifacts`));
@@ -174,7 +175,8 @@ echo "stand-in agent done"
   it("an agent command's own exit 90 is reported as 1, not as an identity failure; its work is still reported", async () => {
     const { job, log } = await runJob('agentExit90Job', { type: 'agent', git_branch: 'partial', task: 'echo partial > f.txt; exit 90' });
     expect(job, log).toMatchObject({ status: 'failed', exit_code: 1 });
-    expect(job.error).toBeUndefined();
+    // A plain failure (jobs.md: every failed job carries an error), not an identity one.
+    expect(job.error).toBe('Process exited with code 1');
     expect(log).toContain('flashpods: the coding agent exited with 1');
     const summary = await (await s.server.fetch(`/jobs/${job.id}/artifacts/summary.md`)).text();
     expect(summary).toContain('- coding agent exit code: 1');
