@@ -15,6 +15,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SETTINGS, type FlashpodsConfig } from '../../actors/contract/config.ts';
+import { jobErrorText } from '../../actors/contract/jobs.ts';
 import { SPIFFE_IDS, TOKEN_SERVICE_AUDIENCE } from '../../actors/tokens/policy.ts';
 import { accounts, listenerFor, onPath, processesNamed, socketOwner, type Accounts, type ProcessInfo } from './host.ts';
 import { ProbeError, Prober, type ProbeRun, type ProbeSpec } from './probe.ts';
@@ -452,7 +453,9 @@ async function runJob(ctx: Context): Promise<JobOutcome> {
   const outcome: JobOutcome = { jobId, uid: idMatch ? Number(idMatch[1]) : undefined, idLine: idMatch?.[2]?.trim() ?? '', detail: '' };
   if (job.status !== 'completed' || job.exit_code !== 0) {
     const last = lastLine(text.replace(/flashpods-validate-id[^\n]*/g, ''));
-    throw Object.assign(new Failed(`job ${jobId} ended ${job.status}, exit ${job.exit_code ?? '-'}${job.error ? `, ${job.error}` : ''}${last ? ` (${last})` : ''}`,
+    // "Process exited with code N" only repeats the exit code.
+    const error = job.error && job.error !== jobErrorText({ code: 'process_exited', exitCode: job.exit_code ?? -1 }) ? `, ${job.error}` : '';
+    throw Object.assign(new Failed(`job ${jobId} ended ${job.status}, exit ${job.exit_code ?? '-'}${error}${last ? ` (${last})` : ''}`,
       `flashpods logs ${jobId}; ${unit} | jq 'select(.job_id == "${jobId}")'`), { outcome });
   }
 
