@@ -121,6 +121,9 @@ ALTER TABLE jobs ADD COLUMN error_code TEXT;
 -- so counts of failed jobs stay true for cleaned ones. Rows cleaned before this migration get it
 -- from what they kept: the kill reason, else the exit code.
 ALTER TABLE jobs ADD COLUMN outcome TEXT CHECK (outcome IN ('completed', 'failed', 'timed_out', 'cancelled'));
+-- JSON of a JobError Flashpods decided while the container still ran (the disk watch's kill): the
+-- job fails with it whatever its exit code.
+ALTER TABLE jobs ADD COLUMN failure TEXT;
 UPDATE jobs SET outcome = status WHERE status IN ('completed', 'failed', 'timed_out', 'cancelled');
 UPDATE jobs SET outcome = CASE
     WHEN kill_reason = 'cancel' THEN 'cancelled'

@@ -19,13 +19,18 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { defineActor, isCallError, type ActorLog, type ActorRef } from '../../runtime/actor.ts';
+import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import { ACCEPTED } from '../contract/commands.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
+import { jobErrorText, type JobError } from '../contract/jobs.ts';
 import type { Fact } from '../scheduler/lifecycle.ts';
 import type { SchedulerProtocol, UnsettledJob } from '../scheduler/messages.ts';
+import { diskBudget, watchDisk, type DiskWatch } from './disk-watch.ts';
 import type { LabelledContainer, JobExecutor } from './executor.ts';
 import { formatLogTime, type LogCapture, type LogCaptureOptions } from './log-capture.ts';
+import type { MeasureDiskInput, MeasureDiskOutput } from './measure-disk.task.ts';
 import type { ContainersProtocol, ReconcileReport } from './messages.ts';
+import { checkMountSource, MountSourceRefused } from './mount-source.ts';
 import { PodmanExecutor } from './podman-executor.ts';
 
 /** How long a create waits for an unreachable backend to come back before the job fails. */
@@ -60,6 +65,8 @@ interface Watch {
 }
 
 let reconcileTimer: NodeJS.Timeout | undefined;
+/** One thread: the disk passes of all running jobs take turns, so together they use one core at most. */
+let diskPool: TaskPool<MeasureDiskInput, MeasureDiskOutput> | undefined;
 const tracked = new Map<string, Tracked>();
 
 export default defineActor<ContainersProtocol, FlashpodsConfig>({
@@ -70,6 +77,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     const outage = new Outage(log, config.paths.podmanSocket, config.timing.reconcileIntervalMs);
     const reporter = new Reporter(scheduler, log);
     const report = (jobId: string, fact: Fact) => reporter.report(jobId, fact);
+    diskPool = createTaskPool<MeasureDiskInput, MeasureDiskOutput>(new URL('./measure-disk.task.ts', import.meta.url), 1);
+    const measureDisk = diskPool.run;
 
     const track = (jobId: string): Tracked => {
       let t = tracked.get(jobId);
@@ -136,14 +145,18 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       const t = track(jobId);
       const watch: Watch = { containerId, stop, ended: Promise.resolve() };
       watch.ended = (async () => {
+        let disk: DiskWatch | undefined;
         try {
+          disk = await watchDiskOf(jobId, containerId);
           const exit = await executor.waitForExit(containerId, stop.signal);
+          disk?.stop();
           const complete = await settle(jobId, capture);
           if (complete && !stop.signal.aborted) t.logComplete = true;
           else if (!(await completeLogFromBackend(jobId, containerId, t))) return;
           await report(jobId, { type: 'containerExited', containerId, exitCode: exit.exitCode, oom: { stateOomKilled: exit.stateOomKilled, cgroupEvidence: exit.cgroupEvidence } });
         } catch (err) {
           // The backend went away under the wait: the reconcile pass picks the container up again.
+          disk?.stop();
           stop.abort();
           await capture.done.catch(() => undefined);
           log.debug(`job ${jobId}: stopped watching its container (${(err as Error).message}); the next reconcile pass takes it up`, { event: 'job_detached', job_id: jobId });
@@ -152,6 +165,27 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
         }
       })();
       t.watch = watch;
+    };
+
+    /**
+     * Measures what the job writes to the host's disk against its budget; past it, the job is
+     * reported (diskLimitExceeded) and the lifecycle has it killed.
+     */
+    const watchDiskOf = async (jobId: string, containerId: string): Promise<DiskWatch | undefined> => {
+      const footprint = await executor.footprint(containerId);
+      // Gone already: the wait that follows sees the exit, and there is nothing left to measure.
+      if (!footprint) return undefined;
+      if (footprint.unmeasured) log.warn(`job ${jobId}: ${footprint.unmeasured}`, { event: 'disk_watch_partial', job_id: jobId });
+      return watchDisk({
+        places: footprint.places,
+        containerPid: footprint.pid,
+        budget: diskBudget(config.limits),
+        intervalMs: config.timing.diskCheckIntervalMs,
+        measure: measureDisk,
+        onOver: (_error, usage, failure) => void report(jobId, { type: 'diskLimitExceeded', reason: failure.reason, bytes: usage.bytes, entries: usage.entries }),
+        onUnreadable: ({ count, examples }) => log.warn(`job ${jobId}: ${count} of its directories cannot be read to measure its disk use (${examples.join(', ')})`, { event: 'disk_watch_partial', job_id: jobId }),
+        onPassFailed: (err) => log.warn(`job ${jobId}: measuring its disk use failed (${err.message}); the next pass tries again`, { event: 'disk_watch_failed', job_id: jobId }),
+      });
     };
 
     // Remembered per job for completeLogFromBackend: the job's record says where its log goes.
@@ -175,14 +209,21 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
 
     // ---- Commands ----
 
-    function createContainer({ jobId, spec, logPath }: ContainersProtocol['createContainer']['req']): void {
+    /** The container could not be made (or was refused): why, in the job's log, then the fact. */
+    const startFailed = (jobId: string, logPath: string, error: Extract<JobError, { reason: string }>) => {
+      const refused = error.code === 'upload_mount_refused';
+      note(jobId, logPath, refused ? `Flashpods refused to start the container: ${jobErrorText(error)}` : `Flashpods could not start the container: ${error.reason}`);
+      return report(jobId, { type: 'startFailed', error });
+    };
+
+    function createContainer({ jobId, spec, logPath, uploadId }: ContainersProtocol['createContainer']['req']): void {
       const t = track(jobId);
       if (t.creating) return;
       t.creating = operate(jobId, async () => {
         const began = Date.now();
         const gaveUp = () => report(jobId, {
-          type: 'startFailed', runtimeUnavailable: true,
-          reason: `Podman was unreachable at ${config.paths.podmanSocket} for ${CREATE_WAIT_MAX_MS / 60_000} minutes`,
+          type: 'startFailed',
+          error: { code: 'container_runtime_unavailable', reason: `Podman was unreachable at ${config.paths.podmanSocket} for ${CREATE_WAIT_MAX_MS / 60_000} minutes` },
         });
         // While Podman is known to be away the job stays pending: nothing is being created yet.
         while (outage.active) {
@@ -194,18 +235,25 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
           mkdirSync(spec.artifactsDir, { recursive: true, mode: 0o755 });
           chmodSync(spec.artifactsDir, 0o755);
         } catch (err) {
-          return await report(jobId, { type: 'startFailed', reason: `cannot prepare ${spec.artifactsDir}: ${(err as Error).message}` });
+          return await startFailed(jobId, logPath, { code: 'container_start_failed', reason: `cannot prepare ${spec.artifactsDir}: ${(err as Error).message}` });
         }
+        // Before every create (a pull may have taken minutes): Podman follows links in a bind source.
+        const checkUpload = () => {
+          if (spec.uploadDir) checkMountSource(spec.uploadDir, process.geteuid!());
+        };
         for (;;) {
           try {
-            const containerId = await executor.create(spec, (line) => note(jobId, logPath, line));
+            const containerId = await executor.create(spec, { onProgress: (line) => note(jobId, logPath, line), beforeCreate: checkUpload });
             return await report(jobId, { type: 'containerCreated', containerId });
           } catch (err) {
             const reason = (err as Error).message;
-            if (await executor.reachable()) {
-              note(jobId, logPath, `Flashpods could not start the container: ${reason}`);
-              return await report(jobId, { type: 'startFailed', reason });
+            if (err instanceof MountSourceRefused) {
+              // The sealed upload is not what finalize sealed: the job fails without a container.
+              const error = { code: 'upload_mount_refused' as const, reason: `upload ${uploadId} was not mounted at /work: ${reason}. Upload the files again and create a new job.` };
+              log.error(`job ${jobId}: ${jobErrorText(error)} Only user flashpods can write there: find out what changed it.`, { event: 'upload_mount_refused', job_id: jobId, upload_id: uploadId });
+              return await startFailed(jobId, logPath, error);
             }
+            if (await executor.reachable()) return await startFailed(jobId, logPath, { code: 'container_start_failed', reason });
             if (Date.now() - began > CREATE_WAIT_MAX_MS) return await gaveUp();
             log.debug(`job ${jobId}: create waits for Podman (${reason})`, { event: 'create_waiting', job_id: jobId });
             await outage.over(CREATE_WAIT_MAX_MS);
@@ -236,9 +284,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
             log.debug(`job ${jobId}: start waits for Podman (${reason})`, { event: 'start_waiting', job_id: jobId });
             return;
           }
-          note(jobId, logPath, `Flashpods could not start the container: ${reason}`);
           await executor.remove(containerId).catch(() => undefined);
-          return await report(jobId, { type: 'startFailed', reason });
+          return await startFailed(jobId, logPath, { code: 'container_start_failed', reason });
         }
         follow(jobId, containerId, capture, stop);
         await report(jobId, { type: 'containerStarted', containerId, startedAt: Date.now() });
@@ -247,8 +294,12 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
 
     function killContainer({ jobId, containerId, graceMs }: ContainersProtocol['killContainer']['req']): void {
       const t = track(jobId);
-      if (t.killing) return;
-      t.killing = executor.kill(containerId, graceMs)
+      // A kill at once (graceMs 0: over the disk budget) does not wait behind a kill with a grace.
+      if (t.killing && graceMs > 0) return;
+      const onMainOnly = (reason: string) => log.warn(`job ${jobId}: SIGTERM reached its main process only, not its other processes (${reason}); whatever is left gets SIGKILL after the grace`, {
+        event: 'job_kill_main_only', job_id: jobId,
+      });
+      t.killing = executor.kill(containerId, graceMs, onMainOnly)
         .then((outcome) => log.info(`job ${jobId} kill: ${outcome}`, { event: 'job_kill', job_id: jobId, outcome }))
         .catch((err: Error) => log.debug(`job ${jobId}: kill failed (${err.message}); the next reconcile pass reports the container again`, { event: 'job_kill_failed', job_id: jobId }))
         .finally(() => (t.killing = undefined));
@@ -393,11 +444,13 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     };
   },
 
-  stop() {
+  async stop() {
     clearTimeout(reconcileTimer);
     // Stops following without touching the containers (runtime shutdown); reconcile takes them up later.
     for (const t of tracked.values()) t.watch?.stop.abort();
     tracked.clear();
+    await diskPool?.destroy();
+    diskPool = undefined;
   },
 });
 

@@ -150,7 +150,7 @@ export function parseConmonRecord(line: Buffer): ParsedRecord | undefined {
   const second = first < 0 ? -1 : line.indexOf(SPACE, first + 1);
   const third = second < 0 ? -1 : line.indexOf(SPACE, second + 1);
   if (third < 0 || third > 64) return undefined;
-  const head = RECORD.exec(line.toString('latin1', 0, third + 1));
+  const head = line.toString('latin1', 0, third + 1).match(RECORD);
   if (!head) return undefined;
   const stamp = line.toString('latin1', 0, first);
   if (stamp !== lastStamp) {

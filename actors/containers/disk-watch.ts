@@ -7,7 +7,7 @@
  * more than its budget: `limits.jobDiskMultiple` × `limits.artifactJobMaxBytes`, or
  * MAX_JOB_ENTRIES entries (inodes run out as surely as bytes).
  */
-import { JOB_ERRORS } from '../contract/jobs.ts';
+import { jobErrorText, type JobError } from '../contract/jobs.ts';
 import type { MeasureDiskInput, MeasureDiskOutput } from './measure-disk.task.ts';
 
 /**
@@ -35,8 +35,8 @@ export interface DiskWatchOptions {
   budget: DiskBudget;
   intervalMs: number;
   measure: (input: MeasureDiskInput) => Promise<MeasureDiskOutput>;
-  /** Called once, with the `error` the job fails with, when the budget is passed. */
-  onOver: (error: string, usage: MeasureDiskOutput) => void;
+  /** Called once, with the `error` the job fails with (as text and as a JobError), when the budget is passed. */
+  onOver: (error: string, usage: MeasureDiskOutput, failure: Extract<JobError, { code: 'disk_limit_exceeded' }>) => void;
   /** Called once, the first time a pass finds directories it cannot read (they count as empty). */
   onUnreadable: (unreadable: MeasureDiskOutput['unreadable']) => void;
   /** A pass that failed; the watch carries on with the next one. */
@@ -51,17 +51,22 @@ export function diskBudget(limits: { jobDiskMultiple: number; artifactJobMaxByte
   return { bytes: limits.jobDiskMultiple * limits.artifactJobMaxBytes, multiple: limits.jobDiskMultiple, artifactJobMaxBytes: limits.artifactJobMaxBytes };
 }
 
-/** The job's `error` when the budget was passed, or undefined while it holds. */
-export function overBudgetError(usage: Pick<MeasureDiskOutput, 'bytes' | 'entries'>, budget: DiskBudget, places: WritablePlace[]): string | undefined {
+/** The job's error when the budget was passed, or undefined while it holds. */
+export function overBudget(usage: Pick<MeasureDiskOutput, 'bytes' | 'entries'>, budget: DiskBudget, places: WritablePlace[]): Extract<JobError, { code: 'disk_limit_exceeded' }> | undefined {
   const where = listed(places.map((p) => p.name));
   if (usage.bytes > budget.bytes) {
-    return `${JOB_ERRORS.diskLimitExceeded}: the job held ${size(usage.bytes)} in ${where}, over its ${size(budget.bytes)} disk budget `
-      + `(${budget.multiple}× the ${size(budget.artifactJobMaxBytes)} per-job artifact limit); it was killed. Write less there, or ask the operator to raise FLASHPODS_JOB_DISK_MULTIPLE.`;
+    return { code: 'disk_limit_exceeded', reason: `the job held ${size(usage.bytes)} in ${where}, over its ${size(budget.bytes)} disk budget `
+      + `(${budget.multiple}× the ${size(budget.artifactJobMaxBytes)} per-job artifact limit); it was killed. Write less there, or ask the operator to raise FLASHPODS_JOB_DISK_MULTIPLE.` };
   }
   if (usage.entries >= MAX_JOB_ENTRIES) {
-    return `${JOB_ERRORS.diskLimitExceeded}: the job created ${MAX_JOB_ENTRIES} files and directories in ${where}, the most a job may hold; it was killed.`;
+    return { code: 'disk_limit_exceeded', reason: `the job created ${MAX_JOB_ENTRIES} files and directories in ${where}, the most a job may hold; it was killed.` };
   }
   return undefined;
+}
+
+/** overBudget as the job's `error` text. */
+export function overBudgetError(usage: Pick<MeasureDiskOutput, 'bytes' | 'entries'>, budget: DiskBudget, places: WritablePlace[]): string | undefined {
+  return jobErrorText(overBudget(usage, budget, places));
 }
 
 /** Measures the job's writable places every `intervalMs` (one pass at a time) until stopped or over budget. */
@@ -79,10 +84,10 @@ export function watchDisk(options: DiskWatchOptions): DiskWatch {
       toldUnreadable = true;
       options.onUnreadable(usage.unreadable);
     }
-    const error = overBudgetError(usage, budget, places);
-    if (error === undefined) return;
+    const failure = overBudget(usage, budget, places);
+    if (failure === undefined) return;
     stopped = true;
-    options.onOver(error, usage);
+    options.onOver(jobErrorText(failure)!, usage, failure);
   };
   const schedule = (): void => {
     timer = setTimeout(() => {

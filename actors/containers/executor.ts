@@ -7,6 +7,7 @@
  * happened, or what the backend says is there.
  */
 import type { JobContainerSpec } from './container-spec.ts';
+import type { WritablePlace } from './disk-watch.ts';
 import type { LogCapture, LogCaptureOptions } from './log-capture.ts';
 
 /** What the backend says about a container. */
@@ -34,16 +35,35 @@ export interface Exit {
 
 export type KillOutcome = 'not-running' | 'exited-on-sigterm' | 'sigkilled';
 
+/** Where a running container writes on the host, for the disk watch. */
+export interface WritableFootprint {
+  places: WritablePlace[];
+  /** Host pid of its init, to count files its processes deleted but keep open. */
+  pid: number | undefined;
+  /** Why part of it cannot be measured, when that is so. */
+  unmeasured?: string;
+}
+
+export interface CreateOptions {
+  /** Each line of image pull progress. */
+  onProgress: (line: string) => void;
+  /** Runs right before each create call (after a pull that may have taken minutes); a throw stops the create. */
+  beforeCreate?: () => void;
+}
+
 export interface JobExecutor {
   /**
    * Creates the job's container from its full spec, pulling the image if it is missing (each
    * progress line goes to `onProgress`); resolves to its id. A container of the job's name that
    * already exists (a create whose answer was lost) is returned as it is.
    */
-  create(spec: JobContainerSpec, onProgress: (line: string) => void): Promise<string>;
+  create(spec: JobContainerSpec, options: CreateOptions): Promise<string>;
   start(containerId: string): Promise<void>;
-  /** SIGTERM → `graceMs` → SIGKILL. */
-  kill(containerId: string, graceMs: number): Promise<KillOutcome>;
+  /**
+   * SIGTERM to every process → `graceMs` → SIGKILL (`onMainOnly` is told when the SIGTERM could
+   * reach the main process only); `graceMs` 0 is a SIGKILL at once.
+   */
+  kill(containerId: string, graceMs: number, onMainOnly?: (reason: string) => void): Promise<KillOutcome>;
   /** undefined: no such container. */
   inspect(containerId: string): Promise<ContainerState | undefined>;
   /** Removes it whatever its state; one already gone is fine. */
@@ -55,6 +75,8 @@ export interface JobExecutor {
    * start for a container not yet started, or resumed where the file ends for one that is.
    */
   captureLog(containerId: string, options: LogCaptureOptions): Promise<LogCapture>;
+  /** The host directories a running container writes to; undefined when it is gone. */
+  footprint(containerId: string): Promise<WritableFootprint | undefined>;
   /** Resolves at the container's exit; rejects when the backend cannot be asked any more. */
   waitForExit(containerId: string, signal: AbortSignal): Promise<Exit>;
   /** Whether the backend answers at all. */

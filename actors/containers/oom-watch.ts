@@ -87,7 +87,7 @@ export function outlivingAncestor(dir: string, containerId: string, root = CGROU
 
 /** The `oom_kill` counter of a cgroup v2 directory's memory.events (hierarchical); undefined when unreadable. */
 export function oomKillCount(dir: string): number | undefined {
-  const kills = /^oom_kill (\d+)$/m.exec(readOr(join(dir, 'memory.events'), ''));
+  const kills = readOr(join(dir, 'memory.events'), '').match(/^oom_kill (\d+)$/m);
   return kills ? Number(kills[1]) : undefined;
 }
 

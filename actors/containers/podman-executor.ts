@@ -5,7 +5,8 @@
  */
 import type Docker from 'dockerode';
 import type { JobContainerSpec } from './container-spec.ts';
-import type { ContainerState, Exit, JobExecutor, KillOutcome, LabelledContainer } from './executor.ts';
+import type { WritablePlace } from './disk-watch.ts';
+import type { ContainerState, CreateOptions, Exit, JobExecutor, KillOutcome, LabelledContainer, WritableFootprint } from './executor.ts';
 import { startLogCapture, type LogCapture, type LogCaptureOptions } from './log-capture.ts';
 import { createJobContainer, ensureImage, killWithGrace, listJobContainers, removeContainer, waitForExit } from './podman-client.ts';
 
@@ -16,13 +17,15 @@ export class PodmanExecutor implements JobExecutor {
     this.docker = docker;
   }
 
-  async create(spec: JobContainerSpec, onProgress: (line: string) => void): Promise<string> {
+  async create(spec: JobContainerSpec, { onProgress, beforeCreate }: CreateOptions): Promise<string> {
     try {
+      beforeCreate?.();
       return await createJobContainer(this.docker, spec);
     } catch (err) {
       // Create first and pull only on "no such image": the common case costs no extra call.
       if ((err as { statusCode?: number }).statusCode !== 404) throw err;
       await ensureImage(this.docker, spec.image, onProgress);
+      beforeCreate?.();
       return await createJobContainer(this.docker, spec);
     }
   }
@@ -31,8 +34,26 @@ export class PodmanExecutor implements JobExecutor {
     await this.docker.getContainer(containerId).start();
   }
 
-  kill(containerId: string, graceMs: number): Promise<KillOutcome> {
-    return killWithGrace(this.docker, containerId, graceMs);
+  async kill(containerId: string, graceMs: number, onMainOnly?: (reason: string) => void): Promise<KillOutcome> {
+    if (graceMs > 0) return killWithGrace(this.docker, containerId, graceMs, onMainOnly);
+    await this.docker.getContainer(containerId).kill({ signal: 'SIGKILL' });
+    return 'sigkilled';
+  }
+
+  /** /artifacts and an agent's /work (the mounts it really has), and overlay's upper directory. */
+  async footprint(containerId: string): Promise<WritableFootprint | undefined> {
+    const info = await this.docker.getContainer(containerId).inspect().catch(() => undefined);
+    if (!info) return undefined;
+    const places: WritablePlace[] = info.Mounts
+      .filter((m) => m.RW && (m.Destination === '/artifacts' || m.Destination === '/work'))
+      .map((m) => ({ hostPath: m.Source, name: m.Destination }));
+    const upperDir = (info.GraphDriver?.Data as { UpperDir?: string } | undefined)?.UpperDir;
+    if (upperDir) places.push({ hostPath: upperDir, name: 'its container filesystem' });
+    return {
+      places,
+      pid: info.State.Pid > 0 ? info.State.Pid : undefined,
+      ...(upperDir ? {} : { unmeasured: `Podman names no upper directory for its container (storage driver ${info.GraphDriver?.Name}); its container filesystem is not measured` }),
+    };
   }
 
   /**

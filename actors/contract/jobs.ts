@@ -102,7 +102,9 @@ export type JobError =
   | { code: 'container_runtime_unavailable'; reason: string }
   | { code: 'spire_attestation_timeout' }
   | { code: 'token_exchange_failed' }
-  | { code: 'artifact_copy_permission'; reason: string };
+  | { code: 'artifact_copy_permission'; reason: string }
+  | { code: 'disk_limit_exceeded'; reason: string }
+  | { code: 'upload_mount_refused'; reason: string };
 
 export type JobErrorCode = JobError['code'];
 
@@ -128,6 +130,8 @@ function describeJobError(error: JobError): string {
     case 'container_start_failed':
     case 'container_runtime_unavailable':
     case 'artifact_copy_permission':
+    case 'disk_limit_exceeded':
+    case 'upload_mount_refused':
       return `${error.code}: ${error.reason}`;
   }
 }

@@ -12,7 +12,7 @@
  */
 import { defineActor, isCallError, type ActorRef } from '../../runtime/actor.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
-import type { ArtifactsProtocol } from '../artifacts/messages.ts';
+import { indexGiveUpMs, type ArtifactsProtocol } from '../artifacts/messages.ts';
 import type { ContainersProtocol } from '../containers/messages.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import { apiError } from '../contract/errors.ts';
@@ -69,10 +69,12 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
       killGraceMs: config.timing.killGraceMs,
       timeoutMinuteMs: config.timing.timeoutMinuteMs,
       pendingMaxMs: PENDING_MAX_MS,
+      indexGiveUpMs: indexGiveUpMs(config.timing.artifactIndexBudgetMs),
       logCapBytes: config.limits.logCapBytes,
       artifactTtlMs: config.ttl.artifactMs,
       logTtlMs: config.ttl.logMs,
       container: {
+        pidsLimit: config.limits.pidsMax,
         rootless: config.podman.rootless,
         networkMode: config.podman.networkMode,
         instanceId,

@@ -32,7 +32,7 @@ export function newJobId(): string {
 const LIFECYCLE_COLUMNS = [
   'status', 'container_id', 'exit_code', 'error', 'error_code', 'outcome', 'started_at', 'completed_at', 'log_truncated',
   'kill_requested_at', 'kill_reason', 'resources_released_at', 'artifacts_indexed_at', 'artifacts_deleted_at',
-  'logs_deleted_at', 'pending_finish',
+  'logs_deleted_at', 'pending_finish', 'failure',
 ] as const satisfies ReadonlyArray<keyof JobRow>;
 
 /** Commands the store carries out inside the transition's own transaction. */

@@ -17,7 +17,7 @@
  * final status is written only once all three are known, so a client that sees a job finish
  * sees its resources free, its log complete and its artifacts listed.
  */
-import type { IndexedArtifact } from '../artifacts/messages.ts';
+import { notIndexedNote, type IndexedArtifact } from '../artifacts/messages.ts';
 import type { JobContainerSpec } from '../containers/container-spec.ts';
 import type { JobPaths } from '../contract/job-paths.ts';
 import { ACTIVE_STATES, entrypointExitError, jobErrorText, TERMINAL_STATES, type JobError, type JobState } from '../contract/jobs.ts';
@@ -25,6 +25,8 @@ import type { JobRow } from '../store/rows.ts';
 
 /** How a job's container ended, recorded before its final status (`jobs.pending_finish`, JSON). */
 export interface Ending {
+  /** When the end was recorded: the indexer gets until env.indexGiveUpMs after it. */
+  endedAt?: number;
   /** null when no container ran to an exit (lost, never found, never started). */
   exitCode: number | null;
   oomKilled: boolean;
@@ -57,8 +59,10 @@ export type Fact =
   | { type: 'containerCreating' }
   | { type: 'containerCreated'; containerId: string }
   | { type: 'containerStarted'; containerId: string; startedAt: number }
-  /** The container could not be created or started; `runtimeUnavailable` when the backend stayed away. */
-  | { type: 'startFailed'; reason: string; runtimeUnavailable?: boolean }
+  /** The container could not be created or started, and why (container_start_failed, upload_mount_refused, ...). */
+  | { type: 'startFailed'; error: JobError }
+  /** The disk watch found the job holding more than its budget (disk-watch.ts). */
+  | { type: 'diskLimitExceeded'; reason: string; bytes: number; entries: number }
   | { type: 'containerExited'; containerId: string; exitCode: number; oom: OomFacts }
   | { type: 'containerGone' }
   | { type: 'containerMissing' }
@@ -80,7 +84,7 @@ export type FactType = Fact['type'];
 
 export type Command =
   // For the container executor:
-  | { type: 'createContainer'; jobId: string; spec: JobContainerSpec; logPath: string }
+  | { type: 'createContainer'; jobId: string; spec: JobContainerSpec; logPath: string; uploadId?: string }
   | { type: 'startContainer'; jobId: string; containerId: string; logPath: string; logCapBytes: number }
   | { type: 'killContainer'; jobId: string; containerId: string; graceMs: number }
   | { type: 'removeContainer'; jobId: string; containerId: string }
@@ -114,6 +118,8 @@ export interface LifecycleEnv {
   timeoutMinuteMs: number;
   /** A job still pending this long with the container runtime unreachable fails. */
   pendingMaxMs: number;
+  /** How long after its end a job waits for the indexer before it finishes without artifacts. */
+  indexGiveUpMs: number;
   logCapBytes: number;
   artifactTtlMs: number;
   logTtlMs: number;
@@ -122,6 +128,7 @@ export interface LifecycleEnv {
 
 /** What every job container gets beyond the job's own fields (containers.md). */
 export interface ContainerSettings {
+  pidsLimit: number;
   rootless: boolean;
   networkMode: string;
   instanceId: string;
@@ -161,13 +168,11 @@ export function containerSpec(job: JobRow, env: LifecycleEnv): JobContainerSpec 
     gitBranch: job.git_branch ?? undefined,
     cpus: job.cpus,
     memoryGb: job.memory_gb,
+    pidsLimit: container.pidsLimit,
     uploadDir: job.files_id ? paths.sealedUpload(job.files_id) : undefined,
     artifactsDir: paths.artifacts(job.id),
-    socketMounts: [
-      { host: container.spireSocket, container: '/run/spire/sockets/agent.sock' },
-      { host: container.tokenSocket, container: '/run/flashpods/token.sock' },
-    ],
-    extraEnv: job.job_type === 'worker' && job.need_github_token === 1 ? { FLASHPODS_NEED_GITHUB_TOKEN: 'true' } : undefined,
+    identitySockets: { spire: container.spireSocket, token: container.tokenSocket },
+    needGithubToken: job.job_type === 'worker' && job.need_github_token === 1,
     rootless: container.rootless,
     networkMode: container.networkMode,
     instanceId: container.instanceId,
@@ -253,7 +258,7 @@ class Step {
   }
 
   setEnding(ending: Ending): void {
-    this.set({ pending_finish: JSON.stringify(ending) });
+    this.set({ pending_finish: JSON.stringify({ endedAt: this.now, ...ending }) });
   }
 
   result(): Transition {
@@ -299,13 +304,22 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
     armOrTimeout(step);
   },
 
-  startFailed(step, { reason, runtimeUnavailable }) {
+  startFailed(step, { error }) {
     const { job } = step;
     if (released(job) || step.ending) return step.ignore('a start failure was reported after the job\'s container was settled');
     if (job.started_at !== null) return step.ignore('a started job reported a start failure');
-    step.setEnding({ exitCode: null, oomKilled: false, error: { code: runtimeUnavailable ? 'container_runtime_unavailable' : 'container_start_failed', reason } });
+    step.setEnding({ exitCode: null, oomKilled: false, error });
     release(step);
     finishIfDone(step);
+  },
+
+  diskLimitExceeded(step, { reason }) {
+    const { job } = step;
+    if ((job.status !== 'running' && job.status !== 'cancelled') || job.started_at === null) return step.ignore('a disk budget was passed by a job that is not running');
+    if (step.ending || released(job) || job.failure !== null) return;
+    // SIGKILL at once, without a grace: a grace would only let the job write more.
+    step.set({ failure: JSON.stringify({ code: 'disk_limit_exceeded', reason } satisfies JobError) });
+    step.send({ ...killContainer(step), graceMs: 0 });
   },
 
   containerExited(step, { containerId, exitCode, oom }) {
@@ -314,12 +328,12 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
     if (step.ending) {
       // Seen again (a watch and a reconcile pass both saw it, or a command was lost): what is
       // still outstanding is asked for again; executors absorb a repeat of one in flight.
-      if (!indexed(job)) step.send(indexArtifacts(step));
-      return step.send(removeContainer(job, containerId));
+      step.send(removeContainer(job, containerId));
+      return awaitIndex(step);
     }
     if (!isActive(job) && job.status !== 'cancelled') return step.ignore('an exit was reported for a job that already ended');
     // Only a SIGKILL we did not send ourselves can be the kernel's OOM kill (oom-watch.ts).
-    const oomKilled = oom.stateOomKilled || (oom.cgroupEvidence && exitCode === 137 && job.kill_reason === null);
+    const oomKilled = oom.stateOomKilled || (oom.cgroupEvidence && exitCode === 137 && job.kill_reason === null && job.failure === null);
     step.setEnding({ exitCode, oomKilled });
     step.set({ container_id: job.container_id ?? containerId });
     if (job.status === 'pending' || job.status === 'starting') {
@@ -436,7 +450,7 @@ function containerAbsent(step: Step, how: 'removed' | 'missing'): void {
   // On a reconcile pass the index is asked for again: the indexer may have died with the command.
   const reindex = how === 'missing' && !indexed(job);
   if (released(job)) {
-    if (reindex) step.send(indexArtifacts(step));
+    if (reindex) awaitIndex(step);
     return;
   }
   if (job.status === 'pending') {
@@ -446,7 +460,7 @@ function containerAbsent(step: Step, how: 'removed' | 'missing'): void {
   }
   if (step.ending) {
     release(step);
-    if (reindex) step.send(indexArtifacts(step));
+    if (reindex) return awaitIndex(step);
     return finishIfDone(step);
   }
   // Cancelled before it started: nothing ran, so nothing to index (release marks it indexed).
@@ -463,6 +477,23 @@ function containerAbsent(step: Step, how: 'removed' | 'missing'): void {
   release(step);
   // Whatever a lost container wrote to /artifacts is still indexed and served.
   if (!indexed(step.job)) step.send(indexArtifacts(step));
+  finishIfDone(step);
+}
+
+/**
+ * The index is still outstanding: asked for again, or — past env.indexGiveUpMs after the end,
+ * the indexer having crashed or hung — given up on, so the job finishes with nothing listed and
+ * a note, rather than never.
+ */
+function awaitIndex(step: Step): void {
+  if (indexed(step.job)) return;
+  // Endings recorded before endedAt existed count from the container's removal.
+  const endedAt = step.ending?.endedAt ?? step.job.resources_released_at ?? undefined;
+  if (endedAt === undefined || step.now - endedAt < step.env.indexGiveUpMs) return step.send(indexArtifacts(step));
+  const note = notIndexedNote(`no answer within ${Math.round(step.env.indexGiveUpMs / 1000)} s`);
+  step.set({ artifacts_indexed_at: step.now });
+  step.setEnding({ ...step.ending!, artifactsNote: note });
+  step.send({ type: 'storeArtifacts', jobId: step.job.id, artifacts: [] });
   finishIfDone(step);
 }
 
@@ -513,6 +544,7 @@ function finishIfDone(step: Step): void {
 /** How an ended job's status and error follow from how its container ended (jobs.md "Exit codes"). */
 function outcome(job: JobRow, ending: Ending): { status: Exclude<JobState, 'pending' | 'starting' | 'running' | 'cleaning' | 'cleaned'>; error?: JobError } {
   if (job.kill_reason === 'timeout') return { status: 'timed_out', error: { code: 'timeout' } };
+  if (job.failure !== null) return { status: 'failed', error: JSON.parse(job.failure) as JobError };
   if (ending.artifactsFailure) return { status: 'failed', error: ending.artifactsFailure };
   if (ending.error) return { status: 'failed', error: ending.error };
   if (ending.exitCode === 0) return { status: 'completed' };
@@ -523,14 +555,14 @@ function outcome(job: JobRow, ending: Ending): { status: Exclude<JobState, 'pend
 }
 
 function createContainer(job: JobRow, env: LifecycleEnv): Command {
-  return { type: 'createContainer', jobId: job.id, spec: containerSpec(job, env), logPath: env.paths.log(job.id) };
+  return { type: 'createContainer', jobId: job.id, spec: containerSpec(job, env), logPath: env.paths.log(job.id), ...(job.files_id ? { uploadId: job.files_id } : {}) };
 }
 
 function removeContainer(job: JobRow, containerId: string): Command {
   return { type: 'removeContainer', jobId: job.id, containerId };
 }
 
-function killContainer(step: Step): Command {
+function killContainer(step: Step): Extract<Command, { type: 'killContainer' }> {
   return { type: 'killContainer', jobId: step.job.id, containerId: step.job.container_id!, graceMs: step.env.killGraceMs };
 }
 

@@ -39,6 +39,8 @@ export interface JobRow {
   error_code: JobErrorCode | null;
   /** The terminal status reached, kept through cleaning and cleaned. */
   outcome: 'completed' | 'failed' | 'timed_out' | 'cancelled' | null;
+  /** JSON of a JobError decided while the container ran (a disk-budget kill); it fails the job. */
+  failure: string | null;
 }
 
 export interface ArtifactRow {

@@ -16,10 +16,11 @@ export const env: LifecycleEnv = {
   killGraceMs: 10_000,
   timeoutMinuteMs: MIN,
   pendingMaxMs: 5 * MIN,
+  indexGiveUpMs: 2 * MIN,
   logCapBytes: 1024,
   artifactTtlMs: 60 * MIN,
   logTtlMs: 24 * 60 * MIN,
-  container: { rootless: true, networkMode: 'slirp4netns', instanceId: 'inst', spireSocket: '/run/spire.sock', tokenSocket: '/run/token.sock' },
+  container: { pidsLimit: 1024, rootless: true, networkMode: 'slirp4netns', instanceId: 'inst', spireSocket: '/run/spire.sock', tokenSocket: '/run/token.sock' },
 };
 
 export function job(overrides: Partial<JobRow> = {}): JobRow {
@@ -28,7 +29,7 @@ export function job(overrides: Partial<JobRow> = {}): JobRow {
     git_branch: null, files_id: 'upload_AAAAAAAAAAAA', image: 'localhost/busybox:test', cpus: 1, memory_gb: 1, timeout_minutes: 30,
     container_id: null, exit_code: null, error: null, created_at: NOW - 10 * MIN, started_at: null, completed_at: null, log_truncated: 0,
     kill_requested_at: null, kill_reason: null, resources_released_at: null, artifacts_indexed_at: null, artifacts_deleted_at: null,
-    logs_deleted_at: null, pending_finish: null, need_github_token: 0, error_code: null, outcome: null,
+    logs_deleted_at: null, pending_finish: null, need_github_token: 0, error_code: null, outcome: null, failure: null,
     ...overrides,
   };
 }
@@ -70,10 +71,11 @@ export const FACTS = {
   containerCreating: { type: 'containerCreating' },
   containerCreated: { type: 'containerCreated', containerId: 'c1' },
   containerStarted: { type: 'containerStarted', containerId: 'c1', startedAt: NOW - 1_000 },
-  startFailed: { type: 'startFailed', reason: 'image pull failed for x' },
+  startFailed: { type: 'startFailed', error: { code: 'container_start_failed', reason: 'image pull failed for x' } },
   exited0: { type: 'containerExited', containerId: 'c1', exitCode: 0, oom: { stateOomKilled: false, cgroupEvidence: false } },
   exited3: { type: 'containerExited', containerId: 'c1', exitCode: 3, oom: { stateOomKilled: false, cgroupEvidence: false } },
   exitedOom: { type: 'containerExited', containerId: 'c1', exitCode: 137, oom: { stateOomKilled: false, cgroupEvidence: true } },
+  diskLimitExceeded: { type: 'diskLimitExceeded', reason: 'the job held 4 MB in /artifacts, over its 3 MB disk budget', bytes: 4 * 1024 ** 2, entries: 3 },
   containerGone: { type: 'containerGone' },
   containerMissing: { type: 'containerMissing' },
   runtimeUnreachable: { type: 'runtimeUnreachable', reason: 'Podman was unreachable' },
@@ -93,7 +95,7 @@ export type FactName = keyof typeof FACTS;
 /** Every fact type has at least one fact in FACTS (checked by the compiler through this list). */
 export const FACT_TYPES_COVERED: Record<FactType, FactName> = {
   containerCreating: 'containerCreating', containerCreated: 'containerCreated', containerStarted: 'containerStarted', startFailed: 'startFailed',
-  containerExited: 'exited0', containerGone: 'containerGone', containerMissing: 'containerMissing', runtimeUnreachable: 'runtimeUnreachable',
+  containerExited: 'exited0', diskLimitExceeded: 'diskLimitExceeded', containerGone: 'containerGone', containerMissing: 'containerMissing', runtimeUnreachable: 'runtimeUnreachable',
   logTruncated: 'logTruncated', artifactsIndexed: 'artifactsIndexed', killRequested: 'killRequested', deadlinePassed: 'deadlinePassed',
   cleanupPass: 'cleanupPass', artifactsDeleted: 'artifactsDeleted', logEvicted: 'logEvicted', logDeleted: 'logDeleted', jobFilesDeleted: 'jobFilesDeleted',
 };

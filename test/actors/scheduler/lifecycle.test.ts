@@ -21,6 +21,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: '→running consumeUpload indexArtifacts removeContainer',
     exited3: '→running consumeUpload indexArtifacts removeContainer',
     exitedOom: '→running consumeUpload indexArtifacts removeContainer',
+    diskLimitExceeded: 'ignored',
     containerGone: 'ignored',
     containerMissing: 'createContainer',
     logTruncated: 'changed',
@@ -39,6 +40,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: '→running consumeUpload indexArtifacts removeContainer',
     exited3: '→running consumeUpload indexArtifacts removeContainer',
     exitedOom: '→running consumeUpload indexArtifacts removeContainer',
+    diskLimitExceeded: 'ignored',
     containerGone: 'ignored',
     containerMissing: 'createContainer',
     runtimeUnreachable: '→failed expireUpload releaseUpload',
@@ -57,6 +59,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: '→running consumeUpload indexArtifacts removeContainer',
     exited3: '→running consumeUpload indexArtifacts removeContainer',
     exitedOom: '→running consumeUpload indexArtifacts removeContainer',
+    diskLimitExceeded: 'ignored',
     containerGone: '→failed expireUpload releaseUpload',
     containerMissing: '→failed expireUpload releaseUpload',
     logTruncated: 'changed',
@@ -74,6 +77,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: '→running consumeUpload indexArtifacts removeContainer',
     exited3: '→running consumeUpload indexArtifacts removeContainer',
     exitedOom: '→running consumeUpload indexArtifacts removeContainer',
+    diskLimitExceeded: 'ignored',
     containerGone: '→failed expireUpload releaseUpload',
     containerMissing: '→failed expireUpload releaseUpload',
     logTruncated: 'changed',
@@ -91,6 +95,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'indexArtifacts removeContainer',
     exited3: 'indexArtifacts removeContainer',
     exitedOom: 'indexArtifacts removeContainer',
+    diskLimitExceeded: 'killContainer',
     containerGone: 'releaseUpload indexArtifacts',
     containerMissing: 'releaseUpload indexArtifacts',
     logTruncated: 'changed',
@@ -109,6 +114,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'indexArtifacts removeContainer',
     exited3: 'indexArtifacts removeContainer',
     exitedOom: 'indexArtifacts removeContainer',
+    diskLimitExceeded: 'killContainer',
     containerGone: 'releaseUpload indexArtifacts',
     containerMissing: 'releaseUpload indexArtifacts',
     logTruncated: 'changed',
@@ -127,6 +133,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'indexArtifacts removeContainer',
     exited3: 'indexArtifacts removeContainer',
     exitedOom: 'indexArtifacts removeContainer',
+    diskLimitExceeded: 'killContainer',
     containerGone: 'releaseUpload indexArtifacts',
     containerMissing: 'releaseUpload indexArtifacts',
     logTruncated: 'changed',
@@ -140,9 +147,9 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
   exited: {
     containerCreated: 'ignored',
     startFailed: 'ignored',
-    exited0: 'indexArtifacts removeContainer',
-    exited3: 'indexArtifacts removeContainer',
-    exitedOom: 'indexArtifacts removeContainer',
+    exited0: 'removeContainer indexArtifacts',
+    exited3: 'removeContainer indexArtifacts',
+    exitedOom: 'removeContainer indexArtifacts',
     containerGone: 'releaseUpload',
     containerMissing: 'releaseUpload indexArtifacts',
     logTruncated: 'changed',
@@ -188,6 +195,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'indexArtifacts removeContainer',
     exited3: 'indexArtifacts removeContainer',
     exitedOom: 'indexArtifacts removeContainer',
+    diskLimitExceeded: 'ignored',
     containerGone: 'expireUpload releaseUpload',
     containerMissing: 'expireUpload releaseUpload',
     logTruncated: 'changed',
@@ -205,6 +213,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'indexArtifacts removeContainer',
     exited3: 'indexArtifacts removeContainer',
     exitedOom: 'indexArtifacts removeContainer',
+    diskLimitExceeded: 'ignored',
     containerGone: 'expireUpload releaseUpload',
     containerMissing: 'expireUpload releaseUpload',
     logTruncated: 'changed',
@@ -222,6 +231,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'indexArtifacts removeContainer',
     exited3: 'indexArtifacts removeContainer',
     exitedOom: 'indexArtifacts removeContainer',
+    diskLimitExceeded: 'killContainer',
     containerGone: 'releaseUpload indexArtifacts',
     containerMissing: 'releaseUpload indexArtifacts',
     logTruncated: 'changed',
@@ -235,9 +245,9 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
   cancelledExited: {
     containerCreated: 'ignored',
     startFailed: 'ignored',
-    exited0: 'indexArtifacts removeContainer',
-    exited3: 'indexArtifacts removeContainer',
-    exitedOom: 'indexArtifacts removeContainer',
+    exited0: 'removeContainer indexArtifacts',
+    exited3: 'removeContainer indexArtifacts',
+    exitedOom: 'removeContainer indexArtifacts',
     containerGone: 'releaseUpload',
     containerMissing: 'releaseUpload indexArtifacts',
     logTruncated: 'changed',
@@ -255,6 +265,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'removeContainer',
     exited3: 'removeContainer',
     exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
     logTruncated: 'changed',
     killRequested: 'ignored',
     artifactsDeleted: 'dropArtifactRows',
@@ -269,6 +280,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'removeContainer',
     exited3: 'removeContainer',
     exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
     logTruncated: 'changed',
     killRequested: 'ignored',
     artifactsDeleted: 'dropArtifactRows',
@@ -283,6 +295,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'removeContainer',
     exited3: 'removeContainer',
     exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
     logTruncated: 'changed',
     killRequested: 'ignored',
     artifactsDeleted: 'dropArtifactRows',
@@ -311,6 +324,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'removeContainer',
     exited3: 'removeContainer',
     exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
     logTruncated: 'changed',
     killRequested: 'ignored',
     cleanupPass: 'deleteArtifacts',
@@ -326,6 +340,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'removeContainer',
     exited3: 'removeContainer',
     exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
     logTruncated: 'changed',
     killRequested: 'ignored',
     cleanupPass: '→cleaning deleteJobFiles',
@@ -340,6 +355,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'removeContainer',
     exited3: 'removeContainer',
     exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
     logTruncated: 'ignored',
     killRequested: 'ignored',
     cleanupPass: 'deleteJobFiles',
@@ -355,6 +371,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     exited0: 'removeContainer',
     exited3: 'removeContainer',
     exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
     logTruncated: 'ignored',
     killRequested: 'ignored',
     artifactsDeleted: 'ignored',
@@ -525,7 +542,7 @@ describe('whole lives', () => {
     const twice = live(once.job, exited(3));
     expect(twice.job).toEqual(once.job);
     // What is outstanding is asked for again; executors absorb a repeat of one in flight.
-    expect(twice.commands).toEqual(['indexArtifacts', 'removeContainer']);
+    expect(twice.commands).toEqual(['removeContainer', 'indexArtifacts']);
     const done = live(once.job, indexed(), { type: 'containerGone' }).job;
     expect(live(done, exited(3), { type: 'containerGone' }, indexed()).job).toEqual({ ...done });
   });
@@ -539,9 +556,11 @@ describe('whole lives', () => {
   });
 
   it('a start that fails names why: Podman refused it, or Podman stayed away', () => {
-    expect(view(live(STATES.starting, { type: 'startFailed', reason: 'image pull failed for x: not found' }).job))
+    expect(view(live(STATES.starting, { type: 'startFailed', error: { code: 'container_start_failed', reason: 'image pull failed for x: not found' } }).job))
       .toEqual({ status: 'failed', exit_code: null, error: 'container_start_failed: image pull failed for x: not found', error_code: 'container_start_failed', outcome: 'failed' });
-    expect(live(STATES.starting, { type: 'startFailed', reason: 'Podman was unreachable for 5 minutes', runtimeUnavailable: true }).job.error_code).toBe('container_runtime_unavailable');
+    expect(live(STATES.starting, { type: 'startFailed', error: { code: 'container_runtime_unavailable', reason: 'Podman was unreachable for 5 minutes' } }).job.error_code).toBe('container_runtime_unavailable');
+    const refused = live(STATES.starting, { type: 'startFailed', error: { code: 'upload_mount_refused', reason: 'upload u was not mounted at /work: /sealed/u is a symbolic link' } });
+    expect([refused.job.error, refused.commands]).toEqual(['upload_mount_refused: upload u was not mounted at /work: /sealed/u is a symbolic link', ['expireUpload', 'releaseUpload']]);
   });
 
   it('a job pending for 5 minutes while Podman is unreachable fails, with the reason', () => {
@@ -557,13 +576,34 @@ describe('whole lives', () => {
     expect([cleaned.job.status, cleaned.job.outcome, cleaned.commands]).toEqual(['cleaned', 'completed', ['deleteJobFiles', 'forgetClientKey']]);
   });
 
+  it('over its disk budget a job is SIGKILLed at once and fails with disk_limit_exceeded, whatever its exit', () => {
+    const over = live(STATES.running, FACTS.diskLimitExceeded as Fact);
+    expect(over.commands).toEqual(['killContainer']);
+    expect(next(STATES.running, FACTS.diskLimitExceeded as Fact, env).commands[0]).toMatchObject({ type: 'killContainer', graceMs: 0 });
+    // Reported twice (a second watch pass): one kill.
+    expect(live(over.job, FACTS.diskLimitExceeded as Fact).commands).toEqual([]);
+    const done = live(over.job, exited(137, { cgroupEvidence: true }), indexed(), { type: 'containerGone' }).job;
+    expect(view(done)).toEqual({
+      status: 'failed', exit_code: 137, error: 'disk_limit_exceeded: the job held 4 MB in /artifacts, over its 3 MB disk budget', error_code: 'disk_limit_exceeded', outcome: 'failed',
+    });
+  });
+
+  it('an index that never comes is given up on: the job finishes with nothing listed and a note', () => {
+    const lost = live(STATES.running, exited(0), { type: 'containerGone' }).job;
+    // Within env.indexGiveUpMs of the end, a reconcile pass asks for the index again.
+    expect(live(lost, { type: 'containerMissing' }).commands).toEqual(['indexArtifacts']);
+    const later = next(lost, { type: 'containerMissing' }, { ...env, now: NOW + env.indexGiveUpMs });
+    expect(later.commands.map((c) => c.type)).toEqual(['storeArtifacts']);
+    expect(view(later.job)).toEqual({ status: 'completed', exit_code: 0, error: 'artifacts not indexed: the indexer stopped (no answer within 120 s); none are listed', error_code: null, outcome: 'completed' });
+  });
+
   it('a log truncated at the cap is marked; nothing marks a cleaned record', () => {
     expect(next(STATES.running, { type: 'logTruncated' }, env).job.log_truncated).toBe(1);
     expect(next(STATES.cleaned, { type: 'logTruncated' }, env).ignored).toBeDefined();
   });
 
   it('the Ending survives the row as JSON', () => {
-    expect(endingOf(live(STATES.running, exited(5)).job)).toEqual({ exitCode: 5, oomKilled: false });
+    expect(endingOf(live(STATES.running, exited(5)).job)).toEqual({ endedAt: NOW, exitCode: 5, oomKilled: false });
   });
 });
 
