@@ -35,6 +35,8 @@ import { PodmanExecutor } from './podman-executor.ts';
 
 /** How long a create waits for an unreachable backend to come back before the job fails. */
 const CREATE_WAIT_MAX_MS = 5 * 60_000;
+/** Reading an exited container's remaining output from Podman takes at most this long (a 50 MB log included). */
+const COMPLETE_LOG_MAX_MS = 60_000;
 /** A report the scheduler could not take (it is restarting) is tried again this often, this long. */
 const REPORT_RETRY_MS = 250;
 const REPORT_RETRY_MAX_MS = 15_000;
@@ -147,10 +149,11 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       watch.ended = (async () => {
         let disk: DiskWatch | undefined;
         try {
-          disk = await watchDiskOf(jobId, containerId);
-          const exit = await executor.waitForExit(containerId, stop.signal);
+          disk = await abortable(watchDiskOf(jobId, containerId), stop.signal);
+          // A call to a backend that went away may never settle: the abort ends the watch anyway.
+          const exit = await abortable(executor.waitForExit(containerId, stop.signal), stop.signal);
           disk?.stop();
-          const complete = await settle(jobId, capture);
+          const complete = await abortable(settle(jobId, capture), stop.signal);
           if (complete && !stop.signal.aborted) t.logComplete = true;
           else if (!(await completeLogFromBackend(jobId, containerId, t))) return;
           await report(jobId, { type: 'containerExited', containerId, exitCode: exit.exitCode, oom: { stateOomKilled: exit.stateOomKilled, cgroupEvidence: exit.cgroupEvidence } });
@@ -158,7 +161,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
           // The backend went away under the wait: the reconcile pass picks the container up again.
           disk?.stop();
           stop.abort();
-          await capture.done.catch(() => undefined);
+          capture.done.catch(() => undefined);
           log.debug(`job ${jobId}: stopped watching its container (${(err as Error).message}); the next reconcile pass takes it up`, { event: 'job_detached', job_id: jobId });
         } finally {
           if (t.watch === watch) t.watch = undefined;
@@ -195,10 +198,11 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     const completeLogFromBackend = async (jobId: string, containerId: string, t: Tracked): Promise<boolean> => {
       const target = logTargets.get(jobId);
       if (!target) return false; // not seen by a reconcile pass yet; the next one brings the paths
-      const stop = new AbortController();
+      // Bounded, so a backend that stops answering cannot hold the reconcile pass forever.
+      const stop = AbortSignal.timeout(COMPLETE_LOG_MAX_MS);
       try {
-        const capture = await executor.captureLog(containerId, captureOptions(jobId, target.logPath, target.logCapBytes, stop.signal, { alreadyTruncated: target.logTruncated }));
-        if (!(await settle(jobId, capture))) return false;
+        const capture = await abortable(executor.captureLog(containerId, captureOptions(jobId, target.logPath, target.logCapBytes, stop, { alreadyTruncated: target.logTruncated })), stop);
+        if (!(await abortable(settle(jobId, capture), stop)) || stop.aborted) return false;
         t.logComplete = true;
         return true;
       } catch (err) {
@@ -253,7 +257,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
               log.error(`job ${jobId}: ${jobErrorText(error)} Only user flashpods can write there: find out what changed it.`, { event: 'upload_mount_refused', job_id: jobId, upload_id: uploadId });
               return await startFailed(jobId, logPath, error);
             }
-            if (await executor.reachable()) return await startFailed(jobId, logPath, { code: 'container_start_failed', reason });
+            if (!executor.lostConnection(err) && (await executor.reachable())) return await startFailed(jobId, logPath, { code: 'container_start_failed', reason });
             if (Date.now() - began > CREATE_WAIT_MAX_MS) return await gaveUp();
             log.debug(`job ${jobId}: create waits for Podman (${reason})`, { event: 'create_waiting', job_id: jobId });
             await outage.over(CREATE_WAIT_MAX_MS);
@@ -280,7 +284,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
           const reason = (err as Error).message;
           // Podman went away between create and start: the container is still `created`, and the
           // reconcile pass reports it so once Podman is back; the lifecycle then starts it again.
-          if (!(await executor.reachable())) {
+          if (executor.lostConnection(err) || !(await executor.reachable())) {
             log.debug(`job ${jobId}: start waits for Podman (${reason})`, { event: 'start_waiting', job_id: jobId });
             return;
           }
@@ -394,7 +398,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       try {
         await Promise.all(jobs.map((job) => observe(job, byJob.get(job.jobId), passStarted)));
       } catch (err) {
-        if (await executor.reachable()) throw err;
+        // Podman went away during the pass (it may be back already: the next pass says so).
+        if (!executor.lostConnection(err) && (await executor.reachable())) throw err;
         lostBackend((err as Error).message);
         return result;
       }
@@ -517,4 +522,14 @@ class Reporter {
       }
     }
   }
+}
+
+/** `work`, unless `signal` aborts first: then it rejects at once, whatever `work` still does. */
+function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error('stopped'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error('stopped'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

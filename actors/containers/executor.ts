@@ -81,4 +81,6 @@ export interface JobExecutor {
   waitForExit(containerId: string, signal: AbortSignal): Promise<Exit>;
   /** Whether the backend answers at all. */
   reachable(): Promise<boolean>;
+  /** Whether an error of one of these calls means the backend could not be reached (rather than that it refused). */
+  lostConnection(err: unknown): boolean;
 }

@@ -96,4 +96,9 @@ export class PodmanExecutor implements JobExecutor {
   async reachable(): Promise<boolean> {
     return this.docker.ping().then(() => true, () => false);
   }
+
+  lostConnection(err: unknown): boolean {
+    const { code, message } = (err ?? {}) as { code?: string; message?: string };
+    return ['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EPIPE'].includes(code ?? '') || /socket hang up|ended without an exit code/.test(message ?? '');
+  }
 }

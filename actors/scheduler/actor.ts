@@ -17,6 +17,7 @@ import type { ContainersProtocol } from '../containers/messages.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import { apiError } from '../contract/errors.ts';
 import { jobPaths } from '../contract/job-paths.ts';
+import { jobErrorText, type JobError } from '../contract/jobs.ts';
 import { migrate, openDatabase, type Db } from '../store/database.ts';
 import type { JobRow } from '../store/rows.ts';
 import { Cleanup, isFileCommand } from './cleanup.ts';
@@ -26,7 +27,7 @@ import { isStoreCommand, JobsStore } from './jobs-store.ts';
 import { admission, isSettled, next, onAdmitted, onResume, type Command, type Fact, type LifecycleEnv } from './lifecycle.ts';
 import type { MeasureInput, MeasureOutput } from './measure-tree.task.ts';
 import { SCHEDULER_ERRORS, SCHEDULER_EVENTS, type CleanupReport, type JobChanged, type SchedulerProtocol } from './messages.ts';
-import { Uploads } from './uploads.ts';
+import { lstatUploadDir, Uploads } from './uploads.ts';
 
 /** A job still pending this long with Podman unreachable fails instead of waiting forever. */
 const PENDING_MAX_MS = 5 * 60_000;
@@ -46,7 +47,10 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     pool = createTaskPool<MeasureInput, MeasureOutput>(new URL('./measure-tree.task.ts', import.meta.url), 1);
 
     const paths = jobPaths(config.paths);
-    const store = new JobsStore(db, paths);
+    // The same judgement as finalize's: a link or a foreign directory is no upload; one being finalized is.
+    const store = new JobsStore(db, (uploadId) => {
+      if (!uploads.isFinalizing(uploadId)) lstatUploadDir(paths.rsyncUpload(uploadId), uploadId, process.geteuid!());
+    });
     const { reads } = store;
     const instanceId = reads.instanceId();
     const containers: ActorRef<ContainersProtocol> = ctx.peer<ContainersProtocol>('containers');
@@ -95,8 +99,8 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     /** Sends a command to an executor; one that is down gets it again from the next reconcile pass. */
     const deliver = <P extends ContainersProtocol | ArtifactsProtocol>(to: ActorRef<P>, command: Command & { type: keyof P & string }) => {
       (to.call as (type: string, payload: unknown) => Promise<unknown>)(command.type, command).catch((err: Error) => {
-        const unavailable = isCallError<P>(err) && err.code === 'actor_unavailable';
-        log[unavailable ? 'debug' : 'warn'](`could not send ${command.type} for ${'jobId' in command ? command.jobId : 'a job'} to ${to.name} (${err.message}); its next reconcile pass catches up`, {
+        const restarting = isCallError<P>(err) && (err.code === 'actor_unavailable' || err.code === 'actor_timeout');
+        log[restarting ? 'debug' : 'warn'](`could not send ${command.type} for ${'jobId' in command ? command.jobId : 'a job'} to ${to.name} (${err.message}); its next reconcile pass catches up`, {
           event: 'command_undelivered', command: command.type,
         });
       });
@@ -137,6 +141,9 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
       const fields = { job_id: after.id, fact: fact.type };
       if (before.status !== after.status && after.status === 'running') log.info(`job ${after.id} running`, { ...fields, event: 'job_running', container_id: after.container_id });
       if (before.status !== after.status && after.status === 'cancelled') log.info(`job ${after.id} cancelled (was ${before.status})`, { ...fields, event: 'job_cancelled', was: before.status });
+      if (after.failure !== null && before.failure === null && fact.type === 'diskLimitExceeded') {
+        log.warn(`job ${after.id}: ${jobErrorText(JSON.parse(after.failure) as JobError)}`, { ...fields, event: 'job_disk_exceeded', bytes: fact.bytes, entries: fact.entries });
+      }
       if (after.kill_reason === 'timeout' && before.kill_reason === null) log.info(`job ${after.id} exceeded its ${after.timeout_minutes} min timeout; killing it`, { ...fields, event: 'job_timeout' });
       if (after.pending_finish !== null && before.pending_finish === null && fact.type === 'containerExited') {
         log.info(`job ${after.id} exited with ${fact.exitCode}`, { ...fields, event: 'job_exited', exit_code: fact.exitCode });

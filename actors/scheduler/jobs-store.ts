@@ -7,9 +7,7 @@
  * commands that touch the store carried out inside it.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { apiError } from '../contract/errors.ts';
-import type { JobPaths } from '../contract/job-paths.ts';
 import type { Db } from '../store/database.ts';
 import { JobReads } from '../store/job-reads.ts';
 import type { JobRow, UploadRow } from '../store/rows.ts';
@@ -47,12 +45,16 @@ export function isStoreCommand(command: Command): command is StoreCommand {
 export class JobsStore {
   private readonly db: Db;
   readonly reads: JobReads;
-  private readonly paths: JobPaths;
+  /**
+   * For an upload id the database does not know: returns when rsync has written the upload and
+   * nobody finalized it yet, throws upload_not_found (with why) when it is no upload at all.
+   */
+  private readonly checkUnfinalized: (uploadId: string) => void;
 
-  constructor(db: Db, paths: JobPaths) {
+  constructor(db: Db, checkUnfinalized: (uploadId: string) => void) {
     this.db = db;
     this.reads = new JobReads(db);
-    this.paths = paths;
+    this.checkUnfinalized = checkUnfinalized;
   }
 
   get(id: string): JobRow | undefined {
@@ -92,9 +94,9 @@ export class JobsStore {
   private checkUploadUsable(uploadId: string): void {
     const upload = this.reads.upload(uploadId);
     if (!upload) {
-      // rsync has written it but nobody finalized it: the database learns of an upload at finalize.
-      if (existsSync(this.paths.rsyncUpload(uploadId))) throw apiError('upload_not_finalized', `Upload ${uploadId} is still uploading; POST /uploads/${uploadId}/finalize first.`);
-      throw apiError('upload_not_found', `No finalized upload ${uploadId}; rsync the directory, then POST /uploads/${uploadId}/finalize.`);
+      // The database learns of an upload at finalize: until then it is rsync's directory, if any.
+      this.checkUnfinalized(uploadId);
+      throw apiError('upload_not_finalized', `Upload ${uploadId} is still uploading; POST /uploads/${uploadId}/finalize first.`);
     }
     if (upload.state === 'uploading') throw apiError('upload_not_finalized', `Upload ${uploadId} is not finalized; POST /uploads/${uploadId}/finalize first.`);
     if (upload.state === 'expired') throw apiError('upload_expired', `Upload ${uploadId} expired; upload the files again.`);

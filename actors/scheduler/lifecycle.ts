@@ -530,11 +530,14 @@ function finishIfDone(step: Step): void {
   }
   if (!isActive(job) || !ending) return;
   const { status, error } = outcome(job, ending);
+  // A note on the artifacts goes with an outcome of the job's own making (its exit code), not
+  // with a failure Flashpods decided (timeout, OOM, disk, indexing, a lost container).
+  const noted = error === undefined || error.code === 'process_exited' || error.code === 'spire_attestation_timeout' || error.code === 'token_exchange_failed';
   step.set({
     status,
     outcome: status,
     exit_code: ending.exitCode,
-    error: jobErrorText(error, ending.artifactsNote) ?? null,
+    error: jobErrorText(error, noted ? ending.artifactsNote : undefined) ?? null,
     error_code: error?.code ?? null,
     completed_at: job.completed_at ?? now,
     pending_finish: null,

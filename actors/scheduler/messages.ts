@@ -26,7 +26,7 @@ export type SchedulerProtocol = {
   cancelJob: { req: { jobId: string }; res: { job: JobRow }; errors: 'job_not_found' | 'job_already_terminal' | Db };
   finalizeUpload: {
     req: { uploadId: string }; res: UploadRow;
-    errors: 'invalid_upload_id' | 'upload_not_found' | 'upload_already_finalized' | 'upload_already_consumed' | 'upload_expired' | 'insufficient_storage' | Db;
+    errors: 'invalid_upload_id' | 'upload_not_found' | 'upload_in_progress' | 'upload_already_finalized' | 'upload_already_consumed' | 'upload_expired' | 'insufficient_storage' | Db;
   };
   deleteUpload: { req: { uploadId: string }; res: Empty; errors: 'invalid_upload_id' | 'upload_not_found' | 'upload_already_consumed' | Db };
   /** A fact about a job, from an executor: the lifecycle decides what follows. */
@@ -41,7 +41,7 @@ export type SchedulerProtocol = {
 export type SchedulerErrorCode = Exclude<ErrorCodeOf<SchedulerProtocol>, RuntimeErrorCode>;
 const EVERY_SCHEDULER_ERROR = {
   insufficient_resources: true, upload_not_found: true, upload_not_finalized: true, upload_expired: true, upload_already_consumed: true,
-  job_not_found: true, job_already_terminal: true, invalid_upload_id: true, upload_already_finalized: true, insufficient_storage: true,
+  job_not_found: true, job_already_terminal: true, invalid_upload_id: true, upload_in_progress: true, upload_already_finalized: true, insufficient_storage: true,
   database_error: true,
 } as const satisfies Record<SchedulerErrorCode, true>;
 export const SCHEDULER_ERRORS = Object.keys(EVERY_SCHEDULER_ERROR) as SchedulerErrorCode[];
