@@ -243,7 +243,9 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
       strayContainer({ containerId, name, jobId }) {
         const job = reads.job(jobId);
         if (job && !isSettled(job)) return {}; // admitted since the pass listed its jobs
-        log.warn(`removing orphan container ${name} (job ${jobId || 'unknown'} is not running here)`, { event: 'orphan_removed', container_id: containerId, job_id: jobId });
+        // A settled job's container is one the pass listed before its removal finished: no orphan.
+        if (job) log.debug(`removing container ${name} of settled job ${jobId}`, { event: 'stray_removed', container_id: containerId, job_id: jobId });
+        else log.warn(`removing orphan container ${name} (job ${jobId || 'unknown'} is not running here)`, { event: 'orphan_removed', container_id: containerId, job_id: jobId });
         deliver(containers, { type: 'removeContainer', jobId, containerId });
         return {};
       },
