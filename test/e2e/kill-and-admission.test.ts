@@ -34,10 +34,14 @@ async function childReady(jobId: string): Promise<void> {
   await until(() => existsSync(join(stack.home, 'artifacts', jobId, 'child-ready')), 10_000, 'child ready');
 }
 
-/** The supervisor's `job_kill` line for a job: when the kill sequence ended, and how. */
-function killLogged(jobId: string): { at: number; outcome: unknown } {
-  const line = stack.server.logLines().find((l) => l.event === 'job_kill' && l.job_id === jobId);
-  if (!line) throw new Error(`no job_kill log line for ${jobId}`);
+/**
+ * The supervisor's `job_kill` line for a job: when the kill sequence ended, and how. The line is
+ * written once the kill call returns, which may be a moment after the job's exit was recorded.
+ */
+async function killLogged(jobId: string): Promise<{ at: number; outcome: unknown }> {
+  const find = () => stack.server.logLines().find((l) => l.event === 'job_kill' && l.job_id === jobId);
+  await until(() => find() !== undefined, 5_000, `job_kill log line for ${jobId}`);
+  const line = find()!;
   return { at: Date.parse(line.time as string), outcome: line.outcome };
 }
 
@@ -108,7 +112,7 @@ describe('kill paths', () => {
     // The supervisor logs the kill once its SIGKILL went out: at the end of the 2 s grace, plus
     // the DELETE's way to the runner and Podman's kill call (0.9 s at most seen, load average 14
     // on 2 cores); twice the grace would be 4 s.
-    const kill = killLogged(id);
+    const kill = await killLogged(id);
     expect(kill.outcome).toBe('sigkilled');
     expect(kill.at - cancelledAt).toBeGreaterThanOrEqual(2_000);
     expect(kill.at - cancelledAt).toBeLessThan(4_000);
@@ -124,7 +128,7 @@ describe('kill paths', () => {
     expect(job).toMatchObject({ status: 'timed_out', exit_code: 143, error: 'Job exceeded timeout limit', timeout_minutes: 1 });
     // The 2 s clock, then the exit on SIGTERM before the 2 s grace was over, plus Podman's
     // latency in reporting it (4.1 s in all seen at most, load average 14 on 2 cores).
-    const kill = killLogged(job.id);
+    const kill = await killLogged(job.id);
     expect(kill.outcome).toBe('exited-on-sigterm');
     expect(kill.at - Date.parse(job.started_at)).toBeGreaterThanOrEqual(2_000);
     expect(kill.at - Date.parse(job.started_at)).toBeLessThan(5_500);
