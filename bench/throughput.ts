@@ -20,10 +20,15 @@
  * Prints the tables and a final JSON line.
  *
  *   node --import tsx bench/throughput.ts [--jobs 50] [--concurrency 4] [--rounds 3] [--network slirp4netns] [--signal-jobs 20]
+ *
+ * `--deployed`: against the running host instead of a Podman service and a server of its own —
+ * its API socket (with its token) and its Podman socket, rootless and with the network as its
+ * FLASHPODS_* environment (the units') says; run as root on the host, e.g. in the VM of test/vm
+ * (bench/README.md).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,6 +36,7 @@ import Docker from 'dockerode';
 import { conmonLogConfig, conmonLogPath, openConmonLog } from '../actors/containers/conmon-log.ts';
 import { jobContainerName, jobContainerOptions, type JobContainerSpec } from '../actors/containers/container-spec.ts';
 import { loadConfig } from '../actors/contract/config.ts';
+import { unixFetch } from '../cli/unix-fetch.ts';
 import { CONTAINERS_CONF, startPodmanService, TEST_IMAGE } from '../test/support/podman.ts';
 import { startServer } from '../test/support/server.ts';
 import { testEnv } from '../test/support/stack.ts';
@@ -42,11 +48,15 @@ const { values } = parseArgs({
     network: { type: 'string', default: 'slirp4netns' },
     rounds: { type: 'string', default: '3' },
     'signal-jobs': { type: 'string', default: '20' },
+    deployed: { type: 'boolean', default: false },
   },
 });
+const DEPLOYED = values.deployed!;
+/** The host's own settings in --deployed mode (the units' environment), else nothing. */
+const HOST = DEPLOYED ? loadConfig({ env: process.env }) : undefined;
 const N = Number(values.jobs);
 const C = Number(values.concurrency);
-const NETWORK = values.network!;
+const NETWORK = HOST?.podman.networkMode ?? values.network!;
 const { pidsMax: PIDS_LIMIT, logCapBytes: LOG_CAP } = loadConfig({ env: {} }).limits;
 const ROUNDS = Number(values.rounds);
 const SIGNAL_JOBS = Number(values['signal-jobs']);
@@ -79,10 +89,20 @@ async function pool(label: string, one: (i: number) => Promise<void>): Promise<R
   return { label, seconds: (performance.now() - started) / 1000, latenciesMs: latenciesMs.sort((a, b) => a - b) };
 }
 
+/** Who runs the containers: this process's user, or (--deployed) the owner of the host's Podman socket. */
+const PODMAN_OWNER = HOST ? statSync(HOST.paths.podmanSocket) : { uid: process.geteuid!(), gid: process.getegid!() };
+
+/** A fresh artifacts directory the containers' user owns. */
+function artifactsDir(root: string, prefix: string): string {
+  const dir = mkdtempSync(join(root, prefix));
+  chownSync(dir, PODMAN_OWNER.uid, PODMAN_OWNER.gid);
+  return dir;
+}
+
 function rawSpec(tag: string, i: number, artifactsRoot: string): JobContainerSpec {
   return {
     jobId: `job_bench${tag}${String(i).padStart(7, '0')}`, jobType: 'worker', image: TEST_IMAGE, command: COMMAND,
-    cpus: 1, memoryGb: 1, pidsLimit: PIDS_LIMIT, artifactsDir: mkdtempSync(join(artifactsRoot, 'a-')), rootless: false, networkMode: NETWORK,
+    cpus: 1, memoryGb: 1, pidsLimit: PIDS_LIMIT, artifactsDir: artifactsDir(artifactsRoot, 'a-'), rootless: HOST?.podman.rootless ?? false, networkMode: NETWORK,
     instanceId: 'bench-raw',
   };
 }
@@ -123,7 +143,8 @@ function cliArgs(spec: JobContainerSpec): string[] {
 /** Runs the CLI; resolves when it exits, with when its first stdout byte came (performance.now()). */
 function podmanRun(args: string[]): Promise<{ firstOutputAt: number | undefined }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('podman', args, { env: { ...process.env, CONTAINERS_CONF }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const remote = HOST ? ['--remote', '--url', `unix://${HOST.paths.podmanSocket}`] : [];
+    const child = spawn('podman', [...remote, ...args], { env: { ...process.env, CONTAINERS_CONF }, stdio: ['ignore', 'pipe', 'pipe'] });
     let firstOutputAt: number | undefined;
     let stderr = '';
     child.stdout.on('data', () => { firstOutputAt ??= performance.now(); });
@@ -137,7 +158,21 @@ async function cliPodman(artifactsRoot: string): Promise<Run> {
   return pool('podman run --rm (CLI)', async (i) => { await podmanRun(cliArgs(rawSpec('c', i, artifactsRoot))); });
 }
 
-async function flashpods(server: Awaited<ReturnType<typeof startServer>>): Promise<Run> {
+interface Api {
+  fetch: (path: string, init?: RequestInit) => Promise<Response>;
+}
+
+/** The running host's API on its unix socket, with its token (--deployed). */
+function deployedApi(config: NonNullable<typeof HOST>): Api {
+  const token = readFileSync(config.paths.apiTokenFile, 'utf8').trim();
+  return {
+    fetch: (path, init = {}) => unixFetch(config.paths.apiSocket, `http://flashpods${path}`, {
+      method: init.method ?? 'GET', headers: { authorization: `Bearer ${token}` }, body: init.body as string | undefined, signal: init.signal,
+    }),
+  };
+}
+
+async function flashpods(server: Api): Promise<Run> {
   return pool('Flashpods HTTP API', async () => {
     const res = await server.fetch('/jobs', { method: 'POST', body: JSON.stringify({ type: 'worker', command: COMMAND, cpus: 1, memory_gb: 1 }) });
     if (res.status !== 201) throw new Error(`POST /jobs answered ${res.status}: ${await res.text()}`);
@@ -218,7 +253,7 @@ async function rawSignals(docker: Docker, artifactsRoot: string, conmonDir: stri
     const container = await docker.createContainer(rawOptions(spec, conmonDir));
     await container.start();
     const exited = container.wait().then(() => Date.now());
-    const opened = await openConmonLog(conmonLogPath(conmonDir, spec.jobId), process.geteuid!());
+    const opened = await openConmonLog(conmonLogPath(conmonDir, spec.jobId), PODMAN_OWNER.uid);
     if (!opened.readable) throw new Error(opened.why);
     for await (const batch of opened.log.follow({ exited })) {
       const line = batch.lines[0];
@@ -253,7 +288,7 @@ async function cliSignals(artifactsRoot: string, deaths: ReturnType<typeof conta
 }
 
 /** Flashpods: POST, the SSE stream for the first line, the long-poll for `completed`. */
-async function flashpodsSignals(server: Awaited<ReturnType<typeof startServer>>, deaths: ReturnType<typeof containerDeaths>): Promise<Signals> {
+async function flashpodsSignals(server: Api, deaths: ReturnType<typeof containerDeaths>): Promise<Signals> {
   const out = noSignals();
   for (let i = 0; i < SIGNAL_JOBS; i++) {
     const t0 = performance.now();
@@ -305,13 +340,17 @@ function signalFigures(s: Signals): Record<string, number | null> {
   };
 }
 
-const podman = await startPodmanService();
-const docker = new Docker({ socketPath: podman.socketPath });
+const podman = HOST ? undefined : await startPodmanService();
+const docker = new Docker({ socketPath: HOST?.paths.podmanSocket ?? podman!.socketPath });
 const home = mkdtempSync(join(tmpdir(), 'fp-bench-'));
 const conmonDir = join(home, 'conmon');
 mkdirSync(conmonDir, { mode: 0o700 });
-const server = await startServer(
-  testEnv(home, podman.socketPath, {
+// The containers' user (rootless Podman with --deployed) mounts the artifact directories and
+// writes conmon's logs.
+chmodSync(home, 0o755);
+chownSync(conmonDir, PODMAN_OWNER.uid, PODMAN_OWNER.gid);
+const server: Api & { stop?: () => Promise<unknown> } = HOST ? deployedApi(HOST) : await startServer(
+  testEnv(home, podman!.socketPath, {
     FLASHPODS_CONTAINER_NETWORK: NETWORK, FLASHPODS_CAPACITY_CPUS: String(C), FLASHPODS_CAPACITY_MEMORY_GB: String(C), FLASHPODS_LOG_LEVEL: 'info',
   }),
   home,
@@ -319,7 +358,7 @@ const server = await startServer(
 try {
   process.stderr.write(`warming up (${C} containers each way)…\n`);
   for (let i = 0; i < C; i++) {
-    const c = await docker.createContainer(jobContainerOptions({ jobId: `job_benchwarm${i}0000000`, jobType: 'worker', image: TEST_IMAGE, command: 'true', cpus: 1, memoryGb: 1, pidsLimit: PIDS_LIMIT, artifactsDir: mkdtempSync(join(home, 'w-')), rootless: false, networkMode: NETWORK, instanceId: 'bench-raw' }));
+    const c = await docker.createContainer(jobContainerOptions({ jobId: `job_benchwarm${i}0000000`, jobType: 'worker', image: TEST_IMAGE, command: 'true', cpus: 1, memoryGb: 1, pidsLimit: PIDS_LIMIT, artifactsDir: artifactsDir(home, 'w-'), rootless: HOST?.podman.rootless ?? false, networkMode: NETWORK, instanceId: 'bench-raw' }));
     await c.start();
     await c.wait();
     await c.remove({ force: true });
@@ -377,6 +416,6 @@ try {
     throughput_ratio: ratio, added_p50_ms: addedMs, throughput_ratio_vs_attach: attachRatio, added_p50_ms_vs_attach: addedOverAttachMs,
   }));
 } finally {
-  await server.stop();
-  await podman.stop();
+  await server.stop?.();
+  await podman?.stop();
 }

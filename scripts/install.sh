@@ -16,8 +16,10 @@ if ((node_major < 20)); then
 fi
 
 # System packages Flashpods' own scripts and tests use (Podman's are in setup-podman.sh; sudo for
-# test/scripts/as-root.test.ts, which runs the README's commands as a sudoer).
-APT_PACKAGES=(curl python3-venv iproute2 git nix-bin nftables rsync sudo)
+# test/scripts/as-root.test.ts, which runs the README's commands as a sudoer); the
+# last line is scripts/flashpods-vm's: it builds and boots the production-like VM of test/vm/.
+APT_PACKAGES=(curl python3-venv iproute2 git nix-bin nftables rsync sudo
+  qemu-system-x86 qemu-utils debootstrap e2fsprogs)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -12,16 +12,20 @@
 # What it cannot do offline: check the options the modules set against NixOS itself, or build
 # the package and the system — run `nix flake check ./nix` (with network) for that.
 #
-# Usage: scripts/nix-check.sh [--json FILE]   (FILE receives the evaluation report)
+# Usage: scripts/nix-check.sh [--json FILE] [--host-module FILE.nix]
+#   --json         FILE receives the evaluation report
+#   --host-module  a module added to the deployed host (its site values), e.g. scripts/vm/site.nix
 # Installs Debian's nix-bin when nix-instantiate is missing (needs root then).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 json_out=""
+site_modules=()
 while (($#)); do
   case $1 in
     --json) json_out=$2; shift 2 ;;
-    *) echo "usage: $0 [--json FILE]" >&2; exit 2 ;;
+    --host-module) site_modules+=("(/. + \"$(realpath "$2")\")"); shift 2 ;;
+    *) echo "usage: $0 [--json FILE] [--host-module FILE.nix]" >&2; exit 2 ;;
   esac
 done
 
@@ -59,7 +63,7 @@ log "parsed ${#files[@]} files"
 
 # 2. evaluation
 report=$state/report.json
-if ! nix-instantiate "${nix_args[@]}" --eval --strict --json --arg repo "$ROOT" "$ROOT/test/nix/eval.nix" >"$report" 2>"$state/eval.err"; then
+if ! nix-instantiate "${nix_args[@]}" --eval --strict --json --arg repo "$ROOT" --arg siteModules "[ ${site_modules[*]} ]" "$ROOT/test/nix/eval.nix" >"$report" 2>"$state/eval.err"; then
   echo "nix-check: EVALUATION FAILED:" >&2
   cat "$state/eval.err" >&2
   exit 1

@@ -6,7 +6,9 @@
 #   nix-instantiate --eval --strict --json --store dummy:// test/nix/eval.nix
 #
 # Result: { ok; problems = [ … ]; deployed = <cleaned config of the flake's host>; … }.
-{ repo ? ../.. }:
+# `siteModules`: more modules for the deployed host, a deployment's own site values (the VM
+# of scripts/flashpods-vm passes scripts/vm/site.nix through `nix-check.sh --host-module`).
+{ repo ? ../.., siteModules ? [ ] }:
 
 let
   stubs = import ./stubs.nix;
@@ -165,7 +167,8 @@ let
   withKey = { services.flashpods.wireguard.laptopPublicKey = lib.mkForce testKey; };
 
   # The flake's host with a real-looking laptop key: what an operator deploys.
-  deployed = evalModules (hostModules ++ [ withKey ]);
+  # With siteModules, they stand in for the operator's site values, laptop key included.
+  deployed = evalModules (hostModules ++ (if siteModules == [ ] then [ withKey ] else siteModules));
   # As committed: the placeholder key must be refused.
   asShipped = evalModules hostModules;
   # Every optional branch switched on.
