@@ -115,7 +115,9 @@ describe('a tree the indexer had no time for', () => {
     const shortHome = mkdtempSync(join(tmpdir(), 'fp-index-budget-'));
     chownSync(shortHome, podman.uid, podman.gid);
     short = await startServer(testEnv(shortHome, podman.socketPath, {
-      FLASHPODS_PODMAN_ROOTLESS: 'true', FLASHPODS_ARTIFACT_INDEX_BUDGET_SECONDS: '0.1',
+      // The budget alone must stop the walk: on a fast host it could pass the default 200-entry
+      // limit first, and the note would name that too.
+      FLASHPODS_PODMAN_ROOTLESS: 'true', FLASHPODS_ARTIFACT_INDEX_BUDGET_SECONDS: '0.1', FLASHPODS_ARTIFACT_MAX_FILES: '1000000',
       FLASHPODS_ARTIFACT_TTL_SECONDS: '1', FLASHPODS_LOG_TTL_SECONDS: '1', FLASHPODS_CLEANUP_INTERVAL_SECONDS: '0.5',
     }), shortHome, { uid: podman.uid, gid: podman.gid });
   });
