@@ -14,12 +14,12 @@ import type { JobPaths } from '../contract/job-paths.ts';
 import { apiError } from '../contract/errors.ts';
 import { ID_PATTERNS, isTerminal, LIST_LIMIT, OUTPUT_TAIL, STATUS_FILTERS, type JobState } from '../contract/jobs.ts';
 import { parseJobRequest } from '../scheduler/job-request.ts';
-import { isSettled } from '../scheduler/lifecycle.ts';
+import { isFinished, isSettled } from '../scheduler/lifecycle.ts';
 import type { SchedulerProtocol } from '../scheduler/messages.ts';
 import type { JobReads } from '../store/job-reads.ts';
 import type { JobRow } from '../store/rows.ts';
 import { readJsonObject, type AppEnv } from './app.ts';
-import type { JobWatch } from './job-watch.ts';
+import { FileWake, type JobWatch } from './job-watch.ts';
 import { jobListItem, jobView } from './views.ts';
 
 export interface JobsRoutesDeps {
@@ -43,7 +43,11 @@ function findJob(reads: JobReads, id: string): JobRow {
   return job;
 }
 
-const SSE_POLL_MS = 250;
+/**
+ * A log stream wakes on each write to the job's log (inotify) and on each change of the job; this
+ * period only covers a log file that does not exist yet or a watch the kernel refused.
+ */
+const SSE_FALLBACK_MS = 250;
 
 export function jobsRoutes(deps: JobsRoutesDeps) {
   const { config, paths, reads, scheduler, watch } = deps;
@@ -129,18 +133,32 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
             await file.close();
           }
         };
-        for (;;) {
-          if (signal.aborted || sse.aborted) return;
-          const now = reads.job(job.id)!;
-          await readNew();
-          // The log is complete once the container is gone: a cancelled job is terminal before that.
-          if (isSettled(now)) {
+        const written = new FileWake(logPath(job.id));
+        try {
+          for (;;) {
+            if (signal.aborted || sse.aborted) return;
+            const now = reads.job(job.id)!;
             await readNew();
-            if (partial) await sse.writeSSE({ event: 'line', data: partial });
-            await sse.writeSSE({ event: 'end', data: JSON.stringify({ status: now.status, exit_code: now.exit_code }) });
-            return;
+            // The log is complete once the job is finished (its container exited): a cancelled job
+            // is terminal before that.
+            if (isFinished(now) || isSettled(now)) {
+              await readNew();
+              if (partial) await sse.writeSSE({ event: 'line', data: partial });
+              await sse.writeSSE({ event: 'end', data: JSON.stringify({ status: now.status, exit_code: now.exit_code }) });
+              return;
+            }
+            const changed = new AbortController();
+            const stop = () => changed.abort();
+            signal.addEventListener('abort', stop, { once: true });
+            await Promise.race([
+              watch.nextChange(job.id, written.rearm() ? config.timing.longPollMaxMs : SSE_FALLBACK_MS, changed.signal),
+              written.next(),
+            ]);
+            changed.abort();
+            signal.removeEventListener('abort', stop);
           }
-          await watch.nextChange(job.id, SSE_POLL_MS, signal);
+        } finally {
+          written.close();
         }
       });
     });

@@ -26,8 +26,8 @@ import { jobErrorText, type JobError } from '../contract/jobs.ts';
 import type { Fact } from '../scheduler/lifecycle.ts';
 import type { SchedulerProtocol, UnsettledJob } from '../scheduler/messages.ts';
 import { diskBudget, watchDisk, type DiskWatch } from './disk-watch.ts';
-import type { LabelledContainer, JobExecutor } from './executor.ts';
-import { formatLogTime, type LogCapture, type LogCaptureOptions } from './log-capture.ts';
+import type { JobExecutor, JobLogOptions, LabelledContainer } from './executor.ts';
+import { formatLogTime, type LogCapture } from './log-capture.ts';
 import type { MeasureDiskInput, MeasureDiskOutput } from './measure-disk.task.ts';
 import type { ContainersProtocol, ReconcileReport } from './messages.ts';
 import { checkMountSource, MountSourceRefused } from './mount-source.ts';
@@ -70,11 +70,20 @@ let reconcileTimer: NodeJS.Timeout | undefined;
 /** One thread: the disk passes of all running jobs take turns, so together they use one core at most. */
 let diskPool: TaskPool<MeasureDiskInput, MeasureDiskOutput> | undefined;
 const tracked = new Map<string, Tracked>();
+let openExecutor: PodmanExecutor | undefined;
 
 export default defineActor<ContainersProtocol, FlashpodsConfig>({
   async start(ctx) {
     const { config, log } = ctx;
-    const executor: JobExecutor = new PodmanExecutor(new Docker({ socketPath: config.paths.podmanSocket }));
+    const podman = await PodmanExecutor.open(new Docker({ socketPath: config.paths.podmanSocket }), {
+      // conmon runs as the Podman user: Flashpods' own uid when rootless, root when rootful.
+      conmonPlace: { dir: config.paths.containerLogs, ownerUid: config.podman.rootless ? process.geteuid!() : 0 },
+      logCapBytes: config.limits.logCapBytes,
+      warn: (message, fields) => log.warn(message, fields),
+    });
+    openExecutor = podman;
+    const executor: JobExecutor = podman;
+    log.debug(`job logs come from ${podman.logSource === 'conmon-file' ? `conmon's files in ${config.paths.containerLogs}` : 'an attach per job'}`, { event: 'log_source', source: podman.logSource });
     const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
     const outage = new Outage(log, config.paths.podmanSocket, config.timing.reconcileIntervalMs);
     const reporter = new Reporter(scheduler, log);
@@ -111,11 +120,13 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       }
     };
 
-    const captureOptions = (jobId: string, logPath: string, capBytes: number, stop: AbortSignal, extra: Partial<LogCaptureOptions> = {}): LogCaptureOptions => ({
+    const captureOptions = (jobId: string, logPath: string, capBytes: number, stop: AbortSignal, extra: Partial<JobLogOptions> = {}): JobLogOptions => ({
+      jobId,
       path: logPath,
       capBytes,
       signal: stop,
       onTruncated: () => void report(jobId, { type: 'logTruncated' }),
+      onGap: (why) => log.warn(`job ${jobId}: part of its output was lost before it reached the log (${why}); the log ends with the truncation marker`, { event: 'log_gap', job_id: jobId }),
       ...extra,
     });
 
@@ -274,11 +285,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
         const stop = new AbortController();
         let capture: LogCapture;
         try {
-          // Attach before start: the only way Podman hands over every line (see log-capture.ts). A
-          // start tried again may have happened after all: then the capture asks Podman first.
-          const justCreated = t.startAttempts++ === 0;
-          capture = await executor.captureLog(containerId, captureOptions(jobId, logPath, logCapBytes, stop.signal, { justCreated }));
-          await executor.start(containerId);
+          const firstAttempt = t.startAttempts++ === 0;
+          capture = await executor.start(containerId, { capture: captureOptions(jobId, logPath, logCapBytes, stop.signal), firstAttempt });
         } catch (err) {
           stop.abort();
           const reason = (err as Error).message;
@@ -288,7 +296,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
             log.debug(`job ${jobId}: start waits for Podman (${reason})`, { event: 'start_waiting', job_id: jobId });
             return;
           }
-          await executor.remove(containerId).catch(() => undefined);
+          await executor.remove(containerId, jobId).catch(() => undefined);
           return await startFailed(jobId, logPath, { code: 'container_start_failed', reason });
         }
         follow(jobId, containerId, capture, stop);
@@ -316,7 +324,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
         // The container's output must be on disk before the container goes.
         if (t.watch?.containerId === containerId) await t.watch.ended;
         try {
-          await executor.remove(containerId);
+          await executor.remove(containerId, jobId);
         } catch (err) {
           log.debug(`job ${jobId}: remove failed (${(err as Error).message}); the next reconcile pass reports the container again`, { event: 'remove_failed', job_id: jobId });
           return;
@@ -454,6 +462,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     // Stops following without touching the containers (runtime shutdown); reconcile takes them up later.
     for (const t of tracked.values()) t.watch?.stop.abort();
     tracked.clear();
+    openExecutor?.close();
+    openExecutor = undefined;
     await diskPool?.destroy();
     diskPool = undefined;
   },

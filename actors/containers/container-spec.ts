@@ -58,6 +58,8 @@ export interface JobContainerSpec {
   networkMode: string;
   /** The Flashpods instance (its database) that owns the container; see INSTANCE_LABEL. */
   instanceId?: string;
+  /** The container's own log (conmon-log.ts conmonLogConfig); Podman's default without it. */
+  logConfig?: { Type: string; Config: Record<string, string> };
 }
 
 const GIB = 1024 ** 3;
@@ -99,6 +101,7 @@ export function jobContainerOptions(spec: JobContainerSpec): ContainerCreateOpti
       CapDrop: ['ALL'],
       Init: true,
       Binds: binds,
+      ...(spec.logConfig ? { LogConfig: spec.logConfig } : {}),
     },
   };
 }

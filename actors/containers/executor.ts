@@ -51,6 +51,16 @@ export interface CreateOptions {
   beforeCreate?: () => void;
 }
 
+/** The capture of one job's log. */
+export type JobLogOptions = LogCaptureOptions & { jobId: string };
+
+export interface StartOptions {
+  /** Where and how the job's log is written; the capture runs from the container's first line. */
+  capture: JobLogOptions;
+  /** No start was tried for this container before (one tried may have happened after all). */
+  firstAttempt: boolean;
+}
+
 export interface JobExecutor {
   /**
    * Creates the job's container from its full spec, pulling the image if it is missing (each
@@ -58,7 +68,8 @@ export interface JobExecutor {
    * already exists (a create whose answer was lost) is returned as it is.
    */
   create(spec: JobContainerSpec, options: CreateOptions): Promise<string>;
-  start(containerId: string): Promise<void>;
+  /** Starts the container with its log captured from its first line; resolves to the capture. */
+  start(containerId: string, options: StartOptions): Promise<LogCapture>;
   /**
    * SIGTERM to every process → `graceMs` → SIGKILL (`onMainOnly` is told when the SIGTERM could
    * reach the main process only); `graceMs` 0 is a SIGKILL at once.
@@ -66,15 +77,16 @@ export interface JobExecutor {
   kill(containerId: string, graceMs: number, onMainOnly?: (reason: string) => void): Promise<KillOutcome>;
   /** undefined: no such container. */
   inspect(containerId: string): Promise<ContainerState | undefined>;
-  /** Removes it whatever its state; one already gone is fine. */
-  remove(containerId: string): Promise<void>;
+  /** Removes it whatever its state (one already gone is fine), and whatever the backend kept for the job's log. */
+  remove(containerId: string, jobId: string): Promise<void>;
   /** Every job container (label `flashpods-job=true`), whatever its state or instance. */
   listByLabel(): Promise<LabelledContainer[]>;
   /**
-   * The log source: captures the container's output into the job's log file — complete from the
-   * start for a container not yet started, or resumed where the file ends for one that is.
+   * Resumes the capture of a started container's output into the job's log file (after a restart
+   * of the server or of this actor, or once the backend is back), without losing or repeating a
+   * line where the backend allows it.
    */
-  captureLog(containerId: string, options: LogCaptureOptions): Promise<LogCapture>;
+  captureLog(containerId: string, options: JobLogOptions): Promise<LogCapture>;
   /** The host directories a running container writes to; undefined when it is gone. */
   footprint(containerId: string): Promise<WritableFootprint | undefined>;
   /** Resolves at the container's exit; rejects when the backend cannot be asked any more. */

@@ -5,8 +5,9 @@
  * with a single truncation marker, resumable after a runtime restart. Also reads the last N
  * lines of a log without reading the whole file.
  *
- * A fresh job is captured through attach, set up before its container starts (see
- * podman-client's createAndStart `beforeStart`): complete and live. A container found already
+ * This is the fallback source (podman-executor.ts): jobs are captured from conmon's file
+ * (conmon-capture.ts) wherever it can be read. Here, a fresh job is captured through attach, set
+ * up before its container starts: complete and live. A container found already
  * started (runtime restart) is captured by polling the logs API from shortly before the file's
  * last write (RESUME_OVERLAP_MS): Podman 4.3's `follow` stream was measured dropping thousands of
  * lines under heavy output and losing the tail at exit, and attaching to a running container
@@ -46,6 +47,8 @@ export interface LogCaptureOptions {
    * trusted over the file's last line (which a job can print itself); not given, that line decides.
    */
   alreadyTruncated?: boolean;
+  /** Told why output was lost for good (the source dropped it while nobody read it). */
+  onGap?: (why: string) => void;
   /**
    * Stops capture early (e.g. runtime shutdown) without writing buffered partial lines; a later
    * resume re-reads them.

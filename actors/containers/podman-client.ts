@@ -28,6 +28,8 @@ export interface WaitOptions {
   oomPollMs?: number;
   /** Gives up waiting (Podman's API went away: its wait request can hang forever otherwise). */
   signal?: AbortSignal;
+  /** Resolves with the exit code when Podman's event stream reports the exit (podman-exits.ts). */
+  exitEvent?: Promise<number>;
 }
 
 export type KillOutcome = 'not-running' | 'exited-on-sigterm' | 'sigkilled';
@@ -88,8 +90,10 @@ export async function createJobContainer(docker: Docker, spec: JobContainerSpec)
 export async function waitForExit(docker: Docker, id: string, options: WaitOptions = {}): Promise<ExitInfo> {
   const container = docker.getContainer(id);
   // Wait first, inspect alongside: the inspect only feeds the OOM watch and stays off the path.
-  const exited = container.wait(options.signal ? { abortSignal: options.signal } : {}) as Promise<{ StatusCode: number }>;
-  exited.catch(() => undefined);
+  const waited = (container.wait(options.signal ? { abortSignal: options.signal } : {}) as Promise<{ StatusCode: number }>).then((r) => r.StatusCode);
+  waited.catch(() => undefined);
+  // The event, when there is one, is the fast path; the wait answers whatever happens to the stream.
+  const exited = options.exitEvent ? Promise.race([waited, options.exitEvent]) : waited;
   let watch: ReturnType<typeof watchOomEvidence> | undefined;
   try {
     const before = await container.inspect();
@@ -101,7 +105,7 @@ export async function waitForExit(docker: Docker, id: string, options: WaitOptio
   let exitCode: number;
   let evidence = false;
   try {
-    exitCode = (await exited).StatusCode;
+    exitCode = await exited;
   } finally {
     evidence = watch?.stop() ?? false;
   }

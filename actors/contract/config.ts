@@ -22,6 +22,7 @@ export interface FlashpodsConfig {
     rsyncTransfers: string;
     artifacts: string;
     logs: string;
+    containerLogs: string;
     apiTokenFile: string;
     apiSocket: string;
     podmanSocket: string;
@@ -123,6 +124,9 @@ export const SETTINGS = [
   { key: 'paths.rsyncTransfers', env: 'FLASHPODS_RSYNC_TRANSFERS_DIR', parse: parsers.path, dev: (h) => `${h}/rsync-transfers`, production: '/run/rsyncd/transfers' },
   { key: 'paths.artifacts', env: 'FLASHPODS_ARTIFACTS_DIR', parse: parsers.path, dev: (h) => `${h}/artifacts`, production: '/var/lib/flashpods/artifacts' },
   { key: 'paths.logs', env: 'FLASHPODS_LOGS_DIR', parse: parsers.path, dev: (h) => `${h}/logs`, production: '/var/log/flashpods' },
+  // conmon's own record of each running job's output and the capture's resume point beside it
+  // (containers/conmon-capture.ts): written by the Podman user, 0700, gone with the container.
+  { key: 'paths.containerLogs', env: 'FLASHPODS_CONTAINER_LOGS_DIR', parse: parsers.path, dev: (h) => `${h}/container-logs`, production: '/var/lib/flashpods/container-logs' },
   { key: 'paths.apiTokenFile', env: 'FLASHPODS_API_TOKEN_FILE', parse: parsers.path, dev: (h) => `${h}/api-token`, production: '/etc/flashpods/api-token' },
   { key: 'paths.apiSocket', env: 'FLASHPODS_API_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/api.sock`, production: '/run/flashpods/api.sock' },
   { key: 'paths.podmanSocket', env: 'FLASHPODS_PODMAN_SOCKET', parse: parsers.path, dev: (h) => `${h}/run/podman.sock`, production: '/run/flashpods/podman.sock' },

@@ -139,6 +139,8 @@ export interface ContainerSettings {
 const isActive = (job: JobRow) => ACTIVE_STATES.includes(job.status);
 const released = (job: JobRow) => job.resources_released_at !== null;
 const indexed = (job: JobRow) => job.artifacts_indexed_at !== null;
+/** Its final status and outcome are written (finishIfDone); its container may still be going. */
+export const isFinished = (job: JobRow) => job.outcome !== null;
 
 /** Nothing is left to do for the job's container: its final status is written and it is gone. */
 export function isSettled(job: JobRow): boolean {
@@ -275,7 +277,7 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
 
   containerCreated(step, { containerId }) {
     const { job } = step;
-    if (isSettled(job) || released(job)) return step.send(removeContainer(job, containerId));
+    if (isSettled(job) || released(job) || isFinished(job)) return step.send(removeContainer(job, containerId));
     if (step.ending) return step.ignore('a container was created after the job ended');
     if (job.status === 'running' || (job.status === 'cancelled' && job.started_at !== null)) {
       return step.ignore('a started container was reported as never started');
@@ -289,6 +291,7 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
   containerStarted(step, { containerId, startedAt }) {
     const { job } = step;
     if (released(job)) return isSettled(job) ? step.send(removeContainer(job, containerId)) : step.ignore('a started container was reported after the job\'s container was gone');
+    if (isFinished(job)) return step.send(removeContainer(job, containerId));
     if (step.ending) return; // already exited; a late report
     if (job.status === 'cancelled') {
       step.set({ container_id: containerId, started_at: job.started_at ?? startedAt });
@@ -306,7 +309,7 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
 
   startFailed(step, { error }) {
     const { job } = step;
-    if (released(job) || step.ending) return step.ignore('a start failure was reported after the job\'s container was settled');
+    if (released(job) || step.ending || isFinished(job)) return step.ignore('a start failure was reported after the job\'s container was settled');
     if (job.started_at !== null) return step.ignore('a started job reported a start failure');
     step.setEnding({ exitCode: null, oomKilled: false, error });
     release(step);
@@ -325,6 +328,8 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
   containerExited(step, { containerId, exitCode, oom }) {
     const { job } = step;
     if (released(job)) return isSettled(job) ? step.send(removeContainer(job, containerId)) : undefined;
+    // Finished before its container went, and the container is still there: remove it again.
+    if (isFinished(job)) return step.send(removeContainer(job, containerId));
     if (step.ending) {
       // Seen again (a watch and a reconcile pass both saw it, or a command was lost): what is
       // still outstanding is asked for again; executors absorb a repeat of one in flight.
@@ -458,6 +463,8 @@ function containerAbsent(step: Step, how: 'removed' | 'missing'): void {
     // The create was never taken up (the executor was down, or lost it): ask again.
     return step.send(createContainer(job, step.env));
   }
+  // It finished at its exit; the removal only frees what it held.
+  if (isFinished(job)) return release(step);
   if (step.ending) {
     release(step);
     if (reindex) return awaitIndex(step);
@@ -518,10 +525,17 @@ function armOrTimeout(step: Step): void {
   step.send(killContainer(step));
 }
 
-/** Writes the final status once the container is gone and its artifacts are indexed. */
+/**
+ * Writes the final status once the job's end is known — its container exited (the log is then
+ * complete) or is gone — and its artifacts are indexed. It does not wait for the container's
+ * removal: that takes Podman 20–150 ms here, all of it on the time from the exit to the client's
+ * answer (issue 13), while the resources stay counted until the container is gone (jobs.md:
+ * "killed-but-not-yet-gone" holds its share), so admission is as strict as before.
+ */
 function finishIfDone(step: Step): void {
   const { job, now } = step;
-  if (!released(job) || !indexed(job)) return;
+  if (!indexed(job)) return;
+  if (!released(job) && (step.ending?.exitCode ?? null) === null) return;
   const ending = step.ending;
   if (job.status === 'cancelled') {
     if (job.exit_code === null && ending?.exitCode != null) step.set({ exit_code: ending.exitCode });

@@ -38,6 +38,7 @@ in
       "d ${paths.stateRoot} 0755 root root -"
       "d ${paths.artifacts} 0755 flashpods flashpods -"
       "d ${paths.dbDir} 0755 flashpods flashpods -"
+      "d ${paths.containerLogs} 0700 flashpods flashpods -"
       "d ${paths.logs} 0755 flashpods flashpods -"
       "d ${paths.run} 0750 flashpods flashpods -"
       "d ${paths.etc} 0700 root root -"

@@ -14,6 +14,7 @@ in
   FLASHPODS_RSYNC_TRANSFERS_DIR = paths.rsyncTransfers;
   FLASHPODS_ARTIFACTS_DIR = paths.artifacts;
   FLASHPODS_LOGS_DIR = paths.logs;
+  FLASHPODS_CONTAINER_LOGS_DIR = paths.containerLogs;
   FLASHPODS_API_TOKEN_FILE = paths.apiTokenFile;
   FLASHPODS_API_SOCKET = paths.apiSocket;
   FLASHPODS_PODMAN_SOCKET = paths.podmanSocket;

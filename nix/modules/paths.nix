@@ -14,6 +14,8 @@ rec {
   stateRoot = "/var/lib/flashpods";
   artifacts = "${stateRoot}/artifacts";
   dbDir = "${stateRoot}/db";
+  # conmon's file of each running job's output and the capture's resume point (0700, flashpods).
+  containerLogs = "${stateRoot}/container-logs";
   db = "${dbDir}/flashpods.db";
   # Home of user flashpods: rootless Podman's storage (~/.local/share/containers) lives here.
   home = "${stateRoot}/home";

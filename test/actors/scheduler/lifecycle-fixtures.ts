@@ -54,6 +54,8 @@ export const STATES = {
   cancelledCreated: job({ status: 'cancelled', container_id: 'c1', kill_reason: 'cancel', kill_requested_at: NOW - 1_000, completed_at: NOW - 1_000 }),
   cancelledRunning: job({ status: 'cancelled', ...ran, kill_reason: 'cancel', kill_requested_at: NOW - 1_000, completed_at: NOW - 1_000 }),
   cancelledExited: job({ status: 'cancelled', ...ran, kill_reason: 'cancel', kill_requested_at: NOW - 1_000, completed_at: NOW - 1_000, pending_finish: ended(143) }),
+  // Finished at its exit (the log complete, the artifacts indexed); its container is being removed.
+  completedNotGone: job({ status: 'completed', outcome: 'completed', exit_code: 0, ...ran, artifacts_indexed_at: NOW - 1_000, completed_at: NOW - 1_000 }),
   completed: job({ status: 'completed', outcome: 'completed', exit_code: 0, ...settled }),
   failed: job({ status: 'failed', outcome: 'failed', exit_code: 3, error: 'Process exited with code 3', error_code: 'process_exited', ...settled }),
   timedOut: job({ status: 'timed_out', outcome: 'timed_out', exit_code: 137, kill_reason: 'timeout', error: 'Job exceeded timeout limit', error_code: 'timeout', ...settled }),

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { jobErrorText, TERMINAL_STATES, type JobState } from '../../../actors/contract/jobs.ts';
-import { admission, endingOf, next, type Fact, type Transition } from '../../../actors/scheduler/lifecycle.ts';
+import { admission, endingOf, isSettled, next, type Fact, type Transition } from '../../../actors/scheduler/lifecycle.ts';
 import type { JobRow } from '../../../actors/store/rows.ts';
 import { env, FACT_TYPES_COVERED, FACTS, job, NOW, STATES, type FactName, type StateName } from './lifecycle-fixtures.ts';
 
@@ -153,7 +153,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     containerGone: 'releaseUpload',
     containerMissing: 'releaseUpload indexArtifacts',
     logTruncated: 'changed',
-    artifactsIndexed: 'storeArtifacts',
+    artifactsIndexed: '→completed storeArtifacts',
     killRequested: '→cancelled',
     artifactsDeleted: 'ignored',
     logEvicted: 'ignored',
@@ -253,6 +253,24 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     logTruncated: 'changed',
     artifactsIndexed: 'storeArtifacts',
     killRequested: 'ignored',
+    artifactsDeleted: 'ignored',
+    logEvicted: 'ignored',
+    logDeleted: 'ignored',
+    jobFilesDeleted: 'ignored',
+  },
+  completedNotGone: {
+    containerCreated: 'removeContainer',
+    containerStarted: 'removeContainer',
+    startFailed: 'ignored',
+    exited0: 'removeContainer',
+    exited3: 'removeContainer',
+    exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
+    containerGone: 'releaseUpload',
+    containerMissing: 'releaseUpload',
+    logTruncated: 'changed',
+    killRequested: 'ignored',
+    // Cleanup only takes settled jobs: these cannot come before the container is gone.
     artifactsDeleted: 'ignored',
     logEvicted: 'ignored',
     logDeleted: 'ignored',
@@ -419,9 +437,11 @@ describe('the state table: every state × every fact', () => {
       // Completed and timed_out need a container that ran; a cancelled job never becomes anything else.
       if (to !== from && (to === 'completed' || to === 'timed_out')) expect(from, where).toBe('running');
       if (from === 'cancelled') expect(['cancelled', 'cleaning'], where).toContain(to);
-      // A terminal status is written only once the container is gone and the artifacts are indexed.
+      // A terminal status is written only once the job's end is known (its container exited, so
+      // its log is complete, or is gone) and the artifacts are indexed.
       if (to !== from && TERMINAL_STATES.includes(to) && to !== 'cancelled') {
-        expect([t.job.resources_released_at, t.job.artifacts_indexed_at, t.job.outcome], where).toEqual([expect.any(Number), expect.any(Number), to]);
+        const endKnown = t.job.resources_released_at !== null || endingOf(before)?.exitCode != null || (FACTS[fact] as Fact).type === 'containerExited';
+        expect([endKnown, t.job.artifacts_indexed_at, t.job.outcome], where).toEqual([true, expect.any(Number), to]);
       }
       // Every failed or timed_out job carries an error (jobs.md).
       if (to === 'failed' || to === 'timed_out') expect(t.job.error, where).toEqual(expect.any(String));
@@ -456,12 +476,16 @@ const toRunning: Fact[] = [{ type: 'containerCreating' }, { type: 'containerCrea
 const view = (j: JobRow) => ({ status: j.status, exit_code: j.exit_code, error: j.error, error_code: j.error_code, outcome: j.outcome });
 
 describe('whole lives', () => {
-  it('pending → starting → running → completed, terminal only once gone and indexed', () => {
+  it('pending → starting → running → completed: terminal once exited and indexed, its resources freed once gone', () => {
     const { job: done, commands } = live(STATES.pending, ...toRunning, exited(0), indexed(), { type: 'containerGone' });
     expect(view(done)).toEqual({ status: 'completed', exit_code: 0, error: null, error_code: null, outcome: 'completed' });
     expect(commands).toEqual(['startContainer', 'consumeUpload', 'armDeadline', 'indexArtifacts', 'removeContainer', 'storeArtifacts', 'releaseUpload']);
     expect(done.pending_finish).toBe(null);
-    expect(live(STATES.pending, ...toRunning, exited(0), indexed()).job.status).toBe('running');
+    expect(done.resources_released_at).toEqual(expect.any(Number));
+    const finished = live(STATES.pending, ...toRunning, exited(0), indexed()).job;
+    expect(view(finished)).toEqual({ status: 'completed', exit_code: 0, error: null, error_code: null, outcome: 'completed' });
+    expect([finished.resources_released_at, isSettled(finished)]).toEqual([null, false]);
+    expect(live(STATES.pending, ...toRunning, exited(0)).job.status).toBe('running');
   });
 
   it('a non-zero exit fails with "Process exited with code N"; dropped artifacts are noted', () => {

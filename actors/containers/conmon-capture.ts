@@ -1,0 +1,88 @@
+/**
+ * @module containers/conmon-capture
+ * The job log captured from the container's own record of its output (conmon's `k8s-file`,
+ * conmon-log.ts) through the exact-once writer (job-log-writer.ts), as the LogCapture the
+ * containers actor follows. This is the Podman executor's log source: no attach on the job's
+ * critical path, per-line times from conmon, and a resume that neither loses nor repeats a line.
+ */
+import { rm } from 'node:fs/promises';
+import { conmonLogConfig, conmonLogPath, openConmonLog, prepareConmonLogDir, type ConmonLog } from './conmon-log.ts';
+import { captureConmonLog, captureStatePath, JobLogWriter } from './job-log-writer.ts';
+import type { LogCapture, LogCaptureOptions } from './log-capture.ts';
+
+/** Where conmon writes the job containers' files, and the user they must belong to (Podman's). */
+export interface ConmonPlace {
+  dir: string;
+  /** Rootless: the API's own uid; rootful: root. */
+  ownerUid: number;
+}
+
+const OPEN_RETRY_MS = 20;
+
+export function conmonFiles(place: ConmonPlace, jobId: string): { conmon: string; state: string } {
+  return { conmon: conmonLogPath(place.dir, jobId), state: captureStatePath(place.dir, jobId) };
+}
+
+/** `HostConfig.LogConfig` naming the job's file in the place, bounded by the job log cap. */
+export function jobLogConfig(place: ConmonPlace, jobId: string, jobLogCapBytes: number): ReturnType<typeof conmonLogConfig> {
+  return conmonLogConfig(conmonFiles(place, jobId).conmon, jobLogCapBytes);
+}
+
+export function preparePlace(place: ConmonPlace): Promise<void> {
+  return prepareConmonLogDir(place.dir, place.ownerUid);
+}
+
+/**
+ * Deletes the job's conmon file and capture state: before its container is made (conmon appends
+ * to a file left by an earlier container of the job) and once it is removed.
+ */
+export async function forgetJobFiles(place: ConmonPlace, jobId: string): Promise<void> {
+  const { conmon, state } = conmonFiles(place, jobId);
+  await Promise.all([rm(conmon, { force: true }), rm(state, { force: true })]);
+}
+
+export type ConmonCaptureStart = { capture: LogCapture } | { unreadable: string };
+
+/**
+ * Follows the job's conmon file into its log until `exited` settles (or the signal stops it),
+ * from where the last capture of this job stopped; a file still missing is waited for up to
+ * `waitForFileMs`. Unreadable (no file, a link, another owner): why, for the caller to fall back
+ * to another source.
+ */
+export async function captureFromConmon(
+  place: ConmonPlace,
+  jobId: string,
+  options: LogCaptureOptions,
+  exited: Promise<unknown>,
+  { waitForFileMs }: { waitForFileMs: number },
+): Promise<ConmonCaptureStart> {
+  const files = conmonFiles(place, jobId);
+  // conmon makes the file when the container is initialised, which a start that returned has done.
+  const giveUpAt = Date.now() + waitForFileMs;
+  let opened = await openConmonLog(files.conmon, place.ownerUid);
+  while (!opened.readable && /does not exist/.test(opened.why) && Date.now() < giveUpAt) {
+    await new Promise((r) => setTimeout(r, OPEN_RETRY_MS));
+    opened = await openConmonLog(files.conmon, place.ownerUid);
+  }
+  if (!opened.readable) return { unreadable: opened.why };
+  const log: ConmonLog = opened.log;
+  let writer: JobLogWriter;
+  try {
+    writer = await JobLogWriter.open({ logPath: options.path, statePath: files.state, capBytes: options.capBytes, onLine: options.onLine });
+  } catch (err) {
+    await log.close();
+    throw err;
+  }
+  const truncatedBefore = writer.truncated || options.alreadyTruncated === true;
+  const done = (async () => {
+    try {
+      const result = await captureConmonLog(log, writer, { exited, signal: options.signal, onGap: options.onGap });
+      if (result.truncated && !truncatedBefore) options.onTruncated?.();
+      return result;
+    } finally {
+      await writer.close();
+      await log.close();
+    }
+  })();
+  return { capture: { done } };
+}
