@@ -158,19 +158,21 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
       const t = track(jobId);
       const watch: Watch = { containerId, stop, ended: Promise.resolve() };
       watch.ended = (async () => {
-        let disk: DiskWatch | undefined;
+        // Beside the wait, not before it: a short job has often exited by the time the disk watch
+        // has asked where the container writes.
+        const disk: Promise<DiskWatch | undefined> = watchDiskOf(jobId, containerId).catch(() => undefined);
+        const stopDisk = (): void => void disk.then((d) => d?.stop());
         try {
-          disk = await abortable(watchDiskOf(jobId, containerId), stop.signal);
           // A call to a backend that went away may never settle: the abort ends the watch anyway.
           const exit = await abortable(executor.waitForExit(containerId, stop.signal), stop.signal);
-          disk?.stop();
+          stopDisk();
           const complete = await abortable(settle(jobId, capture), stop.signal);
           if (complete && !stop.signal.aborted) t.logComplete = true;
           else if (!(await completeLogFromBackend(jobId, containerId, t))) return;
           await report(jobId, { type: 'containerExited', containerId, exitCode: exit.exitCode, oom: { stateOomKilled: exit.stateOomKilled, cgroupEvidence: exit.cgroupEvidence } });
         } catch (err) {
           // The backend went away under the wait: the reconcile pass picks the container up again.
-          disk?.stop();
+          stopDisk();
           stop.abort();
           capture.done.catch(() => undefined);
           log.debug(`job ${jobId}: stopped watching its container (${(err as Error).message}); the next reconcile pass takes it up`, { event: 'job_detached', job_id: jobId });

@@ -95,13 +95,16 @@ export async function waitForExit(docker: Docker, id: string, options: WaitOptio
   // The event, when there is one, is the fast path; the wait answers whatever happens to the stream.
   const exited = options.exitEvent ? Promise.race([waited, options.exitEvent]) : waited;
   let watch: ReturnType<typeof watchOomEvidence> | undefined;
-  try {
-    const before = await container.inspect();
-    const limit = before.HostConfig.Memory ?? 0;
-    if (before.State.Running && before.State.Pid > 0 && limit > 0) watch = watchOomEvidence(before.State.Pid, limit, options.oomPollMs, id);
-  } catch {
-    // Already gone or exited: the wait below tells how it ended.
-  }
+  let ended = false;
+  void exited.then(() => (ended = true), () => (ended = true));
+  // Raced with the exit: an exit known first needs no OOM watch, and must not wait for one.
+  await Promise.race([
+    exited.catch(() => undefined),
+    container.inspect().then((before) => {
+      const limit = before.HostConfig.Memory ?? 0;
+      if (!ended && before.State.Running && before.State.Pid > 0 && limit > 0) watch = watchOomEvidence(before.State.Pid, limit, options.oomPollMs, id);
+    }, () => undefined), // already gone or exited: the wait below tells how it ended
+  ]);
   let exitCode: number;
   let evidence = false;
   try {

@@ -25,6 +25,7 @@ export class PodmanExits {
   private stream: (NodeJS.ReadableStream & { destroy(): void }) | undefined;
   private closed = false;
   private exitDirWatcher: FSWatcher | undefined;
+  private exitDir: string | undefined;
   /** The exit directory could not be learnt or watched: only events and waits remain. */
   private exitDirUnusable = false;
 
@@ -54,7 +55,9 @@ export class PodmanExits {
     const sources = Promise.all([this.connect().catch(() => undefined), this.watchExitDir(containerId).catch(() => undefined)]);
     await Promise.race([sources, new Promise((r) => (timer = setTimeout(r, CONNECT_WAIT_MS)))]);
     clearTimeout(timer);
-    // After the subscription: an exit from here on is an event; one before it shows in the state.
+    // After the subscriptions: an exit from here on is an event; one before them is in conmon's
+    // exit file already (Podman's own state says so only once its cleanup has run, ~100 ms later).
+    if (this.exitDir) await this.readExitFile(this.exitDir, containerId);
     const state = await this.docker.getContainer(containerId).inspect().then((info) => info.State, () => undefined);
     if (state && (state.Status === 'exited' || state.Status === 'stopped')) {
       for (const done of [...(this.waiting.get(containerId) ?? [])]) done(state.ExitCode);
@@ -92,9 +95,11 @@ export class PodmanExits {
       this.exitDirWatcher = watch(dir, (_kind, name) => {
         if (typeof name === 'string' && this.waiting.has(name)) void this.readExitFile(dir, name);
       });
+      this.exitDir = dir;
       this.exitDirWatcher.on('error', () => {
         this.exitDirWatcher?.close();
         this.exitDirWatcher = undefined;
+        this.exitDir = undefined;
       });
     } catch {
       this.exitDirUnusable = true;

@@ -529,8 +529,8 @@ function armOrTimeout(step: Step): void {
  * Writes the final status once the job's end is known — its container exited (the log is then
  * complete) or is gone — and its artifacts are indexed. It does not wait for the container's
  * removal: that takes Podman 20–150 ms here, all of it on the time from the exit to the client's
- * answer (issue 13), while the resources stay counted until the container is gone (jobs.md:
- * "killed-but-not-yet-gone" holds its share), so admission is as strict as before.
+ * answer (issue 13). Admission stops counting the job at its exit already (job-reads.ts
+ * heldResources: an exited container runs nothing), so `completed` means the room is free.
  */
 function finishIfDone(step: Step): void {
   const { job, now } = step;

@@ -54,10 +54,16 @@ export class JobReads {
     return this.db.prepare(`SELECT * FROM jobs WHERE ${statusIn([...TERMINAL_STATES, 'cleaning'])} ORDER BY completed_at`).all() as JobRow[];
   }
 
-  /** Resources of every job whose container may be alive: admission counts them as in use. */
+  /**
+   * Resources of every job whose container may be alive (jobs.md "Admission control"): admission
+   * counts them as in use. A container whose exit is recorded (pending_finish, or the final
+   * outcome written at the exit) runs nothing any more, even while Podman is still removing it:
+   * a client told `completed` can start the next job at once.
+   */
   heldResources(): HeldResources {
     return this.db
-      .prepare('SELECT count(*) AS jobs, coalesce(sum(cpus), 0) AS cpus, coalesce(sum(memory_gb), 0) AS memoryGb FROM jobs WHERE resources_released_at IS NULL')
+      .prepare(`SELECT count(*) AS jobs, coalesce(sum(cpus), 0) AS cpus, coalesce(sum(memory_gb), 0) AS memoryGb FROM jobs
+                WHERE resources_released_at IS NULL AND pending_finish IS NULL AND outcome IS NULL`)
       .get() as HeldResources;
   }
 

@@ -39,4 +39,20 @@ describe('the read model', () => {
     ]);
     db.close();
   });
+
+  it('holds the resources of every job whose container may be alive, a killed one still running included, and frees them at the exit', () => {
+    const db = openDatabase(tempDb());
+    migrate(db);
+    const insert = db.prepare(`INSERT INTO jobs (id, job_type, status, command, image, cpus, memory_gb, timeout_minutes, created_at, kill_reason, pending_finish, outcome, resources_released_at)
+                               VALUES (?, 'worker', ?, 'x', 'i', ?, 1, 30, 1, ?, ?, ?, ?)`);
+    insert.run('job_pending0000000', 'pending', 1, null, null, null, null);
+    insert.run('job_running0000000', 'running', 2, null, null, null, null);
+    insert.run('job_cancelledalive', 'cancelled', 4, 'cancel', null, null, null);
+    // Exited, index outstanding; finished at its exit, removal outstanding; gone.
+    insert.run('job_exited00000000', 'running', 8, null, '{"exitCode":0,"oomKilled":false}', null, null);
+    insert.run('job_finishednotgone', 'completed', 16, null, null, 'completed', null);
+    insert.run('job_gone0000000000', 'completed', 32, null, null, 'completed', 5);
+    expect(new JobReads(db).heldResources()).toEqual({ jobs: 3, cpus: 7, memoryGb: 3 });
+    db.close();
+  });
 });
