@@ -131,3 +131,75 @@ UPDATE jobs SET outcome = CASE
     WHEN exit_code = 0 THEN 'completed'
     ELSE 'failed' END
   WHERE status IN ('cleaning', 'cleaned');
+
+-- migration 8: a FIFO job queue (issue 15)
+-- A job that does not fit waits as `queued` and may end `expired`. SQLite cannot change a CHECK
+-- constraint in place, so jobs is rebuilt under its own name (a rename would carry the foreign
+-- keys of uploads, artifacts and idempotency_keys along): its rows wait in a copy, and the
+-- references into it are checked at commit, when every id is back.
+PRAGMA defer_foreign_keys = ON;
+CREATE TEMP TABLE jobs_before_queue AS SELECT * FROM jobs;
+DROP TABLE jobs;
+CREATE TABLE jobs (
+  id              TEXT PRIMARY KEY CHECK (id LIKE 'job\_%' ESCAPE '\'),
+  user_id         TEXT NOT NULL DEFAULT 'default',
+  job_type        TEXT NOT NULL CHECK (job_type IN ('worker', 'agent')),
+  status          TEXT NOT NULL CHECK (status IN ('queued', 'pending', 'starting', 'running', 'completed', 'failed',
+                                                  'timed_out', 'cancelled', 'expired', 'cleaning', 'cleaned')),
+  command         TEXT,
+  task            TEXT,
+  context         TEXT,
+  git_branch      TEXT,
+  files_id        TEXT,
+  image           TEXT NOT NULL,
+  cpus            INTEGER NOT NULL CHECK (cpus >= 1),
+  memory_gb       INTEGER NOT NULL CHECK (memory_gb >= 1),
+  timeout_minutes INTEGER NOT NULL CHECK (timeout_minutes BETWEEN 1 AND 120),
+  container_id    TEXT,
+  exit_code       INTEGER,
+  error           TEXT,
+  created_at      INTEGER NOT NULL,
+  started_at      INTEGER,
+  completed_at    INTEGER,
+  log_truncated   INTEGER NOT NULL DEFAULT 0 CHECK (log_truncated IN (0, 1)),
+  kill_requested_at INTEGER,
+  kill_reason     TEXT CHECK (kill_reason IN ('cancel', 'timeout')),
+  resources_released_at INTEGER,
+  artifacts_indexed_at INTEGER,
+  artifacts_deleted_at INTEGER,
+  logs_deleted_at INTEGER,
+  pending_finish  TEXT,
+  need_github_token INTEGER NOT NULL DEFAULT 0 CHECK (need_github_token IN (0, 1)),
+  error_code      TEXT,
+  outcome         TEXT CHECK (outcome IN ('completed', 'failed', 'timed_out', 'cancelled', 'expired')),
+  failure         TEXT,
+  -- The queue: FIFO order is queue_seq, one more than the largest ever given, so it survives
+  -- restarts and never ties (two jobs can share a queued_at millisecond).
+  queued_at       INTEGER,
+  queue_seq       INTEGER,
+  queue_timeout_minutes INTEGER CHECK (queue_timeout_minutes BETWEEN 1 AND 1440),
+  -- When it was given resources: created_at for a job never queued, else when it left the queue
+  -- (wait = admitted_at - queued_at). Admission's startup allowance counts from here; a row
+  -- written without it (older code, tests) counts from created_at.
+  admitted_at     INTEGER,
+  backfilled      INTEGER NOT NULL DEFAULT 0 CHECK (backfilled IN (0, 1)),
+  CHECK (job_type <> 'worker' OR command IS NOT NULL),
+  CHECK (job_type <> 'agent' OR (task IS NOT NULL AND git_branch IS NOT NULL)),
+  CHECK (status <> 'queued' OR (queued_at IS NOT NULL AND queue_seq IS NOT NULL AND queue_timeout_minutes IS NOT NULL
+                                AND admitted_at IS NULL AND resources_released_at IS NULL))
+);
+INSERT INTO jobs (id, user_id, job_type, status, command, task, context, git_branch, files_id, image, cpus, memory_gb,
+    timeout_minutes, container_id, exit_code, error, created_at, started_at, completed_at, log_truncated, kill_requested_at,
+    kill_reason, resources_released_at, artifacts_indexed_at, artifacts_deleted_at, logs_deleted_at, pending_finish,
+    need_github_token, error_code, outcome, failure, admitted_at)
+  SELECT id, user_id, job_type, status, command, task, context, git_branch, files_id, image, cpus, memory_gb,
+    timeout_minutes, container_id, exit_code, error, created_at, started_at, completed_at, log_truncated, kill_requested_at,
+    kill_reason, resources_released_at, artifacts_indexed_at, artifacts_deleted_at, logs_deleted_at, pending_finish,
+    need_github_token, error_code, outcome, failure, created_at
+  FROM jobs_before_queue;
+DROP TABLE jobs_before_queue;
+CREATE INDEX jobs_by_status ON jobs (status);
+CREATE INDEX jobs_by_user_created ON jobs (user_id, created_at DESC);
+CREATE INDEX jobs_holding_resources ON jobs (resources_released_at) WHERE resources_released_at IS NULL;
+CREATE INDEX jobs_by_completed ON jobs (completed_at) WHERE completed_at IS NOT NULL;
+CREATE UNIQUE INDEX jobs_by_queue_seq ON jobs (queue_seq) WHERE queue_seq IS NOT NULL;

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { MAX_ARTIFACT_NAME } from '../actors/contract/artifacts.ts';
 import {
   DEFAULT_WORKER_IMAGE, ID_PATTERNS, isTerminal, LIST_LIMIT, MAX_COMMAND_CHARS, MAX_CONTEXT_CHARS, MAX_IMAGE_CHARS, MAX_TASK_CHARS,
-  OUTPUT_TAIL, STATUS_FILTERS, TIMEOUT_MINUTES, TYPE_LIMITS, type JobState,
+  OUTPUT_TAIL, QUEUE_TIMEOUT_MINUTES, STATUS_FILTERS, TIMEOUT_MINUTES, TYPE_LIMITS, type JobState,
 } from '../actors/contract/jobs.ts';
 import { isValidGitRef } from '../actors/scheduler/job-request.ts';
 import type { ApiClient, RetryNotice } from './api-client.ts';
@@ -85,7 +85,16 @@ const CONTAINER_FACTS =
 const HOW_TO_FOLLOW =
   'Returns at once with job_id and status. Then: wait_for_job (blocks until it ends, streaming log lines as progress) or get_job_status; ' +
   'get_job_output for the log; get_job_artifacts then download_artifact for results. ' +
-  'When the host is full (insufficient_resources) or busy, the call is retried with backoff before it reports an error; retries never create a second job.';
+  'When the host is full the job waits in its queue (status queued, queue_position; wait_for_job covers the wait) unless queue is false; ' +
+  'a busy API is retried with backoff before the call reports an error; retries never create a second job.';
+
+/** spawn_worker and spawn_sub_agent: wait in the host's queue rather than fail when it is full. */
+const queueFields = {
+  queue: z.boolean().default(true)
+    .describe('true (default): when the host is full the job waits in its FIFO queue (status queued, with queue_position) and starts as soon as it fits. false: fail at once with insufficient_resources instead.'),
+  queue_timeout_minutes: intIn(QUEUE_TIMEOUT_MINUTES.min, QUEUE_TIMEOUT_MINUTES.max, QUEUE_TIMEOUT_MINUTES.default, 'queue_timeout_minutes')
+    .describe(`How long it may wait queued before it ends expired, ${QUEUE_TIMEOUT_MINUTES.min}–${QUEUE_TIMEOUT_MINUTES.max} minutes (default ${QUEUE_TIMEOUT_MINUTES.default}).`),
+};
 
 const NEXT_AFTER_SPAWN =
   'wait_for_job (blocks until it ends) or get_job_status; get_job_output for the log; get_job_artifacts then download_artifact for results.';
@@ -120,7 +129,8 @@ export function statusView(job: JobView): Record<string, unknown> {
   };
   if (terminal) view.exit_code = job.exit_code ?? null;
   view.error = job.error ?? null;
-  for (const key of ['image', 'command', 'task', 'git_branch', 'cpus', 'memory_gb', 'timeout_minutes', 'created_at', 'started_at', 'completed_at', 'actual_runtime_seconds'] as const) {
+  for (const key of ['image', 'command', 'task', 'git_branch', 'cpus', 'memory_gb', 'timeout_minutes', 'created_at', 'started_at', 'completed_at', 'actual_runtime_seconds',
+    'queue_position', 'queue_wait_seconds', 'backfilled'] as const) {
     if (job[key] !== undefined && job[key] !== null) view[key] = job[key];
   }
   view.next = terminal
@@ -159,15 +169,17 @@ async function createJob(ctx: ToolContext, call: CallContext, body: Record<strin
   // One client_job_id per tool call, reused by every retry: a lost answer never makes two jobs.
   const request = { ...body, client_job_id: randomUUID(), ...(upload ? { files_id: upload.upload_id } : {}) };
   try {
-    const answer = await ctx.api.json<{ job_id: string; status: string; created: boolean; clamped?: unknown; message?: string }>('POST', '/jobs', {
+    const answer = await ctx.api.json<{ job_id: string; status: string; created: boolean; clamped?: unknown; message?: string; queue_position?: number }>('POST', '/jobs', {
       body: request, signal: call.signal, onRetry: retryNote(call, 'create job'),
     });
-    call.progress.report(100, 100, `job ${answer.body.job_id} ${answer.body.status}`, true);
+    const position = answer.body.queue_position;
+    call.progress.report(100, 100, `job ${answer.body.job_id} ${answer.body.status}${position === undefined ? '' : ` at position ${position} of the host's queue`}`, true);
     const result: Record<string, unknown> = {
       job_id: answer.body.job_id,
       status: answer.body.status,
       type: body.type,
       client_job_id: request.client_job_id,
+      ...(position === undefined ? {} : { queue_position: position }),
     };
     if (answer.attempts > 1) result.attempts = answer.attempts;
     if (answer.body.clamped) result.clamped = answer.body.clamped;
@@ -226,15 +238,17 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
       need_github_token: z.boolean().default(false)
         .describe('true: the job gets the HOST\'s GitHub token as GITHUB_TOKEN (e.g. to clone private repositories). Only images built FROM flashpods/worker:latest ' +
           '(whose entrypoint trades the container\'s identity for the token before the command) receive it; other images just run the command. Default false: no secret reaches the job.'),
+      ...queueFields,
     }),
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     fieldCodes: {
       command: 'missing_command', image: 'invalid_image', cpus: 'invalid_cpus', memory_gb: 'invalid_memory', timeout_minutes: 'invalid_timeout', files: 'invalid_argument',
-      need_github_token: 'invalid_argument',
+      need_github_token: 'invalid_argument', queue: 'invalid_argument', queue_timeout_minutes: 'invalid_queue_timeout',
     },
     async run(args, call) {
       const body: Record<string, unknown> = {
         type: 'worker', command: args.command, cpus: args.cpus, memory_gb: args.memory_gb, timeout_minutes: args.timeout_minutes, need_github_token: args.need_github_token,
+        queue: args.queue, queue_timeout_minutes: args.queue_timeout_minutes,
       };
       if (args.image !== undefined) body.image = args.image;
       return createJob(ctx, call, body, args.files);
@@ -264,12 +278,17 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
       memory_gb: intIn(1, agent.maxMemoryGb, agent.defaultMemoryGb, 'memory_gb').describe(`Memory in GB, 1–${agent.maxMemoryGb} (default ${agent.defaultMemoryGb}).`),
       timeout_minutes: intIn(TIMEOUT_MINUTES.min, TIMEOUT_MINUTES.max, agent.defaultTimeoutMinutes, 'timeout_minutes')
         .describe(`Wall-clock limit in minutes, ${TIMEOUT_MINUTES.min}–${TIMEOUT_MINUTES.max} (default ${agent.defaultTimeoutMinutes}).`),
+      ...queueFields,
     }),
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
-    fieldCodes: { task: 'missing_task', git_branch: 'missing_git_branch', context: 'invalid_context', cpus: 'invalid_cpus', memory_gb: 'invalid_memory', timeout_minutes: 'invalid_timeout', files: 'invalid_argument' },
+    fieldCodes: {
+      task: 'missing_task', git_branch: 'missing_git_branch', context: 'invalid_context', cpus: 'invalid_cpus', memory_gb: 'invalid_memory', timeout_minutes: 'invalid_timeout', files: 'invalid_argument',
+      queue: 'invalid_argument', queue_timeout_minutes: 'invalid_queue_timeout',
+    },
     async run(args, call) {
       const body: Record<string, unknown> = {
         type: 'agent', task: args.task, git_branch: args.git_branch, cpus: args.cpus, memory_gb: args.memory_gb, timeout_minutes: args.timeout_minutes,
+        queue: args.queue, queue_timeout_minutes: args.queue_timeout_minutes,
       };
       if (args.context !== undefined) body.context = args.context;
       return createJob(ctx, call, body, args.files);
@@ -333,7 +352,8 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
           /* no log yet (pending) or a hiccup: report the heartbeat only */
         }
         const elapsed = (Date.now() - started) / 1000;
-        call.progress.report(elapsed, args.timeout_seconds, message || `${job.status}, waited ${Math.round(elapsed)} s`, force);
+        const where = job.status === 'queued' && typeof job.queue_position === 'number' ? ` at position ${job.queue_position} of the host's queue` : '';
+        call.progress.report(elapsed, args.timeout_seconds, message || `${job.status}${where}, waited ${Math.round(elapsed)} s`, force);
       };
       const tickMs = ctx.waitTickMs ?? 2000;
       const timer = call.progress.enabled
@@ -454,7 +474,7 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
       'Recent jobs, newest first. status filter: all (default), running (pending, starting or running), completed, failed (failed, timed_out or cancelled). ' +
       '"total" counts every job matching the filter; "jobs" holds at most `limit`.',
     inputSchema: z.object({
-      status: z.enum(Object.keys(STATUS_FILTERS) as ['all', 'running', 'completed', 'failed']).default('all').describe('Which jobs: all, running, completed or failed (default all).'),
+      status: z.enum(Object.keys(STATUS_FILTERS) as ['all', 'queued', 'running', 'completed', 'failed']).default('all').describe('Which jobs: all, queued (the queue in order), running, completed or failed (default all).'),
       limit: intIn(1, LIST_LIMIT.max, LIST_LIMIT.default, 'limit').describe(`At most this many jobs, 1–${LIST_LIMIT.max} (default ${LIST_LIMIT.default}).`),
     }),
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },

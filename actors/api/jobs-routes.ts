@@ -58,19 +58,21 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
       const body = await readJsonObject(c, config.limits.bodyMaxBytes);
       const request = parseJobRequest(body, config.podman.agentImage, config.podman.defaultImage);
       const { job, created } = await scheduler.call('createJob', request);
-      if (!created) return c.json({ job_id: job.id, status: job.status, created: false, message: 'Existing job returned (idempotent)' }, 200);
+      const position = reads.queuePosition(job);
+      const queued = position === undefined ? {} : { queue_position: position };
+      if (!created) return c.json({ job_id: job.id, status: job.status, created: false, ...queued, message: 'Existing job returned (idempotent)' }, 200);
       const status: JobState = job.status === 'pending' ? 'starting' : job.status;
-      const response: Record<string, unknown> = { job_id: job.id, status, created: true };
+      const response: Record<string, unknown> = { job_id: job.id, status, created: true, ...queued };
       if (request.clamped.length > 0) response.clamped = Object.fromEntries(request.clamped.map((f) => [f, f === 'cpus' ? job.cpus : job.memory_gb]));
       return c.json(response, 201);
     });
 
     app.get('/jobs', (c) => {
       const status = c.req.query('status') ?? 'all';
-      if (!Object.hasOwn(STATUS_FILTERS, status)) throw apiError('invalid_query', `status must be one of all, running, completed, failed (got ${JSON.stringify(status)}).`);
+      if (!Object.hasOwn(STATUS_FILTERS, status)) throw apiError('invalid_query', `status must be one of ${Object.keys(STATUS_FILTERS).join(', ')} (got ${JSON.stringify(status)}).`);
       const limit = intQuery(c.req.query('limit'), 'limit', LIST_LIMIT.default, LIST_LIMIT.max);
       const { jobs, total } = reads.jobs(STATUS_FILTERS[status as keyof typeof STATUS_FILTERS], limit);
-      return c.json({ jobs: jobs.map(jobListItem), total });
+      return c.json({ jobs: jobs.map((job) => jobListItem(job, reads.queuePosition(job))), total });
     });
 
     app.get('/jobs/:id', async (c) => {
@@ -83,7 +85,7 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
         if (c.req.raw.signal.aborted) break;
         job = findJob(reads, id);
       }
-      return c.json(jobView(job));
+      return c.json(jobView(job, Date.now(), reads.queuePosition(job)));
     });
 
     app.delete('/jobs/:id', async (c) => {

@@ -5,7 +5,7 @@
  * route's real responses against this document.
  */
 import { ERRORS, type ErrorCode } from '../contract/errors.ts';
-import { ID_PATTERNS, JOB_STATES, JOB_TYPES, LIST_LIMIT, OUTPUT_TAIL, TIMEOUT_MINUTES } from '../contract/jobs.ts';
+import { ID_PATTERNS, JOB_STATES, JOB_TYPES, LIST_LIMIT, OUTPUT_TAIL, QUEUE_TIMEOUT_MINUTES, STATUS_FILTERS, TIMEOUT_MINUTES } from '../contract/jobs.ts';
 import { VERSION } from './app.ts';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -27,7 +27,7 @@ function errors(...codes: ErrorCode[]): Record<string, object> {
         description: list.join(', '),
         content: json(
           status === 429 && list.includes('insufficient_resources')
-            ? { oneOf: [ref('InsufficientResources'), { allOf: [ref('Error'), { properties: { error: { enum: list.filter((c) => c !== 'insufficient_resources') } } }] }] }
+            ? { oneOf: [ref('InsufficientResources'), { allOf: [ref('Error'), { properties: { error: { enum: list.filter((c) => c !== 'insufficient_resources' && c !== 'queue_full') } } }] }, ...(list.includes('queue_full') ? [ref('QueueFull')] : [])] }
             : { allOf: [ref('Error'), { properties: { error: { enum: list } } }] },
         ),
       },
@@ -79,13 +79,13 @@ export const OPENAPI = {
         responses: {
           201: { description: 'created', content: json(ref('JobCreated')), links: JOB_LINKS },
           200: { description: 'an existing job for this client_job_id (idempotent)', content: json(ref('JobCreated')), links: JOB_LINKS },
-          ...errors('invalid_json', 'payload_too_large', 'invalid_job_type', 'missing_command', 'missing_task', 'invalid_context', 'missing_git_branch', 'invalid_image', 'invalid_cpus', 'invalid_memory', 'invalid_timeout', 'invalid_client_job_id', 'upload_not_found', 'upload_not_finalized', 'upload_already_consumed', 'upload_expired', 'insufficient_resources'),
+          ...errors('invalid_json', 'payload_too_large', 'invalid_job_type', 'missing_command', 'missing_task', 'invalid_context', 'missing_git_branch', 'invalid_image', 'invalid_cpus', 'invalid_memory', 'invalid_timeout', 'invalid_queue_timeout', 'invalid_client_job_id', 'upload_not_found', 'upload_not_finalized', 'upload_already_consumed', 'upload_expired', 'insufficient_resources', 'queue_full'),
         },
       },
       get: {
         operationId: 'listJobs', summary: 'List jobs, newest first',
         parameters: [
-          { name: 'status', in: 'query', schema: { type: 'string', enum: ['all', 'running', 'completed', 'failed'], default: 'all' } },
+          { name: 'status', in: 'query', schema: { type: 'string', enum: Object.keys(STATUS_FILTERS), default: 'all' }, description: 'queued: the queue in order, first to start first.' },
           { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, default: LIST_LIMIT.default }, description: `Above ${LIST_LIMIT.max} is treated as ${LIST_LIMIT.max}.` },
         ],
         responses: { 200: { description: 'jobs', content: json(ref('JobList')) }, ...errors('invalid_query') },
@@ -150,6 +150,15 @@ export const OPENAPI = {
         properties: {
           error: { const: 'insufficient_resources' }, message: { type: 'string' },
           requested: ref('Resources'), available: ref('Resources'), host_capacity: ref('Resources'), running_jobs: { type: 'integer' },
+          queued_jobs: { type: 'integer' },
+        },
+      },
+      QueueFull: {
+        type: 'object', required: ['error', 'message', 'requested', 'available', 'host_capacity', 'running_jobs', 'queued_jobs', 'max_queue_length'],
+        properties: {
+          error: { const: 'queue_full' }, message: { type: 'string' },
+          requested: ref('Resources'), available: ref('Resources'), host_capacity: ref('Resources'), running_jobs: { type: 'integer' },
+          queued_jobs: { type: 'integer' }, max_queue_length: { type: 'integer' },
         },
       },
       Resources: { type: 'object', required: ['cpus', 'memory_gb'], properties: { cpus: { type: 'integer' }, memory_gb: { type: 'integer' } } },
@@ -182,12 +191,14 @@ export const OPENAPI = {
           cpus: { type: 'integer', minimum: 1, description: 'Clamped to the type maximum (worker 8, agent 4).' },
           memory_gb: { type: 'integer', minimum: 1, description: 'Clamped to the type maximum (worker 16, agent 8).' },
           timeout_minutes: { type: 'integer', minimum: TIMEOUT_MINUTES.min, maximum: TIMEOUT_MINUTES.max },
+          queue: { type: 'boolean', default: false, description: 'When the host is full: wait in the queue (201, status queued, queue_position) instead of a 429. FIFO, with backfill that can never delay the head.' },
+          queue_timeout_minutes: { type: 'integer', minimum: QUEUE_TIMEOUT_MINUTES.min, maximum: QUEUE_TIMEOUT_MINUTES.max, default: QUEUE_TIMEOUT_MINUTES.default, description: 'A queued job still waiting after this long ends expired.' },
           need_github_token: { type: 'boolean', default: false, description: 'Worker: the container gets the SPIRE and token sockets and FLASHPODS_NEED_GITHUB_TOKEN=true; an image whose entrypoint is flashpods-tokens (images/worker) trades its SPIRE identity for GITHUB_TOKEN before the command. Without it a worker gets neither socket and no way to any secret. Ignored for agents, which always get their tokens.' },
         },
       },
       JobCreated: {
         type: 'object', required: ['job_id', 'status', 'created'],
-        properties: { job_id: { type: 'string' }, status: { enum: JOB_STATES }, created: { type: 'boolean' }, message: { type: 'string' }, clamped: { type: 'object' } },
+        properties: { job_id: { type: 'string' }, status: { enum: JOB_STATES }, created: { type: 'boolean' }, message: { type: 'string' }, clamped: { type: 'object' }, queue_position: { type: 'integer', minimum: 1 } },
       },
       JobCancelled: {
         type: 'object', required: ['job_id', 'status', 'message'],
@@ -201,6 +212,7 @@ export const OPENAPI = {
           command: { type: 'string' }, task: { type: 'string' }, git_branch: { type: 'string' }, files_id: { type: 'string' },
           started_at: time, elapsed_seconds: { type: 'integer' }, exit_code: { type: ['integer', 'null'] }, completed_at: nullableTime,
           duration_seconds: { type: 'integer' }, error: { type: 'string' }, actual_runtime_seconds: { type: 'integer' },
+          queued_at: time, queue_wait_seconds: { type: 'integer' }, queue_timeout_minutes: { type: 'integer' }, queue_position: { type: 'integer', minimum: 1 }, backfilled: { type: 'boolean' },
         },
       },
       JobList: {
@@ -211,7 +223,7 @@ export const OPENAPI = {
             type: 'array',
             items: {
               type: 'object', required: ['id', 'type', 'status', 'command', 'exit_code', 'created_at', 'completed_at'],
-              properties: { id: { type: 'string' }, type: { enum: JOB_TYPES }, status: { enum: JOB_STATES }, command: { type: ['string', 'null'] }, exit_code: { type: ['integer', 'null'] }, created_at: time, completed_at: nullableTime },
+              properties: { id: { type: 'string' }, type: { enum: JOB_TYPES }, status: { enum: JOB_STATES }, command: { type: ['string', 'null'] }, exit_code: { type: ['integer', 'null'] }, created_at: time, completed_at: nullableTime, queue_position: { type: 'integer', minimum: 1 } },
             },
           },
         },

@@ -12,7 +12,8 @@ export function isoTime(ms: number | null): string | null {
 
 const seconds = (ms: number) => Math.max(0, Math.round(ms / 1000));
 
-export function jobView(job: JobRow, now = Date.now()): Record<string, unknown> {
+/** `queuePosition`: its place in the queue (from 1) while it is queued. */
+export function jobView(job: JobRow, now = Date.now(), queuePosition?: number): Record<string, unknown> {
   const view: Record<string, unknown> = {
     id: job.id,
     type: job.job_type,
@@ -29,6 +30,15 @@ export function jobView(job: JobRow, now = Date.now()): Record<string, unknown> 
     view.git_branch = job.git_branch;
   }
   if (job.files_id) view.files_id = job.files_id;
+  if (job.queued_at !== null) {
+    view.queued_at = isoTime(job.queued_at);
+    // Waited so far while queued, else how long it waited before it was admitted (or gave up).
+    view.queue_wait_seconds = seconds((job.admitted_at ?? (job.status === 'queued' ? now : job.completed_at ?? now)) - job.queued_at);
+    view.queue_timeout_minutes = job.queue_timeout_minutes;
+    if (job.status === 'queued' && queuePosition !== undefined) view.queue_position = queuePosition;
+  }
+  // Started ahead of a waiting queue head, by a backfill that could not delay it.
+  if (job.backfilled === 1) view.backfilled = true;
   if (job.started_at !== null) view.started_at = isoTime(job.started_at);
   if (job.status === 'running' && job.started_at !== null) view.elapsed_seconds = seconds(now - job.started_at);
   if (isTerminal(job.status)) {
@@ -43,7 +53,7 @@ export function jobView(job: JobRow, now = Date.now()): Record<string, unknown> 
   return view;
 }
 
-export function jobListItem(job: JobRow): Record<string, unknown> {
+export function jobListItem(job: JobRow, queuePosition?: number): Record<string, unknown> {
   return {
     id: job.id,
     type: job.job_type,
@@ -52,6 +62,7 @@ export function jobListItem(job: JobRow): Record<string, unknown> {
     exit_code: job.exit_code,
     created_at: isoTime(job.created_at),
     completed_at: isoTime(job.completed_at),
+    ...(queuePosition === undefined ? {} : { queue_position: queuePosition }),
   };
 }
 

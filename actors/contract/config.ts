@@ -33,6 +33,7 @@ export interface FlashpodsConfig {
   listen: { host: string; port: number };
   log: { format: 'json' | 'pretty'; level: 'debug' | 'info' | 'warn' | 'error' };
   capacity: { cpus: number; memoryGb: number };
+  queue: { maxLength: number; startupAllowanceMs: number };
   limits: {
     bodyMaxBytes: number;
     uploadMaxBytes: number;
@@ -140,6 +141,11 @@ export const SETTINGS = [
   { key: 'log.level', env: 'FLASHPODS_LOG_LEVEL', parse: parsers.oneOf('debug', 'info', 'warn', 'error'), dev: () => 'info', production: 'info' },
   { key: 'capacity.cpus', env: 'FLASHPODS_CAPACITY_CPUS', parse: parsers.int(1), dev: () => availableParallelism(), production: availableParallelism() },
   { key: 'capacity.memoryGb', env: 'FLASHPODS_CAPACITY_MEMORY_GB', parse: parsers.int(1), dev: () => Math.max(1, detectedMemoryGb - 2), production: Math.max(1, detectedMemoryGb - 2) },
+  // The job queue (scheduler/admission.ts): how many may wait (more is 429 queue_full), and how
+  // long admission assumes a job may take from admission to running (image pull included) when
+  // it bounds when running jobs end, for backfill.
+  { key: 'queue.maxLength', env: 'FLASHPODS_QUEUE_MAX_LENGTH', parse: parsers.int(0), dev: () => 100, production: 100 },
+  { key: 'queue.startupAllowanceMs', env: 'FLASHPODS_QUEUE_STARTUP_ALLOWANCE_SECONDS', parse: parsers.seconds(0), dev: () => 300, production: 300 },
   { key: 'limits.bodyMaxBytes', env: 'FLASHPODS_BODY_MAX_BYTES', parse: parsers.int(1024), dev: () => MIB, production: MIB },
   { key: 'limits.uploadMaxBytes', env: 'FLASHPODS_UPLOAD_MAX_BYTES', parse: parsers.int(1), dev: () => 2 * GIB, production: 2 * GIB },
   { key: 'limits.uploadsTotalBytes', env: 'FLASHPODS_UPLOADS_TOTAL_BYTES', parse: parsers.int(1), dev: () => 10 * GIB, production: 10 * GIB },

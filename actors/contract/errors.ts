@@ -45,6 +45,9 @@ export const ERRORS = {
   invalid_timeout: { status: 400, message: 'timeout_minutes must be a whole number from 1 to 120.' },
   invalid_client_job_id: { status: 400, message: 'client_job_id must be a UUID v4.' },
   insufficient_resources: { status: 429, message: 'Not enough resources to start job' },
+  // The queue (issue 15; not in shared/spec/api.md, which predates it).
+  invalid_queue_timeout: { status: 400, message: 'queue_timeout_minutes must be a whole number from 1 to 1440.' },
+  queue_full: { status: 429, message: 'The queue is full; retry later.' },
   // Jobs
   job_not_found: { status: 404, message: 'No such job.' },
   job_already_terminal: { status: 409, message: 'The job has already finished.' },

@@ -6,10 +6,16 @@
 export const JOB_TYPES = ['worker', 'agent'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
 
-export const JOB_STATES = ['pending', 'starting', 'running', 'completed', 'failed', 'timed_out', 'cancelled', 'cleaning', 'cleaned'] as const;
+/**
+ * `queued` (issue 15): POST /jobs with `"queue": true` that did not fit waits here, holding no
+ * resources and no container, until the queue pass admits it (→ pending) or its
+ * queue_timeout_minutes pass (→ `expired`, terminal). Both are additions to jobs.md's states.
+ */
+export const JOB_STATES = ['queued', 'pending', 'starting', 'running', 'completed', 'failed', 'timed_out', 'cancelled', 'expired', 'cleaning', 'cleaned'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
-export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'timed_out', 'cancelled'];
+export const TERMINAL_STATES: readonly JobState[] = ['completed', 'failed', 'timed_out', 'cancelled', 'expired'];
+/** Admitted and not ended: a container may exist. A queued job is not active: it has none. */
 export const ACTIVE_STATES: readonly JobState[] = ['pending', 'starting', 'running'];
 
 export function isTerminal(state: JobState): boolean {
@@ -30,6 +36,8 @@ export const TYPE_LIMITS: Record<JobType, TypeLimits> = {
 };
 
 export const TIMEOUT_MINUTES = { min: 1, max: 120 } as const;
+/** POST /jobs `queue_timeout_minutes`: how long a queued job may wait before it expires (a day at most). */
+export const QUEUE_TIMEOUT_MINUTES = { min: 1, max: 1440, default: 60 } as const;
 export const MAX_COMMAND_CHARS = 10_000;
 export const MAX_TASK_CHARS = 100_000;
 export const MAX_CONTEXT_CHARS = 100_000;
@@ -37,11 +45,13 @@ export const MAX_IMAGE_CHARS = 255;
 export const DEFAULT_WORKER_IMAGE = 'ubuntu:22.04';
 
 /** GET /jobs?status= groups. */
-export const STATUS_FILTERS: Record<'all' | 'running' | 'completed' | 'failed', readonly JobState[] | undefined> = {
+export const STATUS_FILTERS: Record<'all' | 'queued' | 'running' | 'completed' | 'failed', readonly JobState[] | undefined> = {
   all: undefined,
+  /** In queue order, first to start first (job-reads.ts). */
+  queued: ['queued'],
   running: ACTIVE_STATES,
   completed: ['completed'],
-  failed: ['failed', 'timed_out', 'cancelled'],
+  failed: ['failed', 'timed_out', 'cancelled', 'expired'],
 };
 export const LIST_LIMIT = { default: 20, max: 100 } as const;
 export const OUTPUT_TAIL = { default: 100, max: 10_000 } as const;
@@ -104,7 +114,23 @@ export type JobError =
   | { code: 'token_exchange_failed' }
   | { code: 'artifact_copy_permission'; reason: string }
   | { code: 'disk_limit_exceeded'; reason: string }
-  | { code: 'upload_mount_refused'; reason: string };
+  | { code: 'upload_mount_refused'; reason: string }
+  | QueueTimeout
+  | LargerThanHost;
+
+/** A queued job that waited its queue_timeout_minutes out (→ `expired`). */
+export interface QueueTimeout {
+  code: 'queue_timeout';
+  waitedMs: number;
+  queueTimeoutMinutes: number;
+}
+
+/** A queued job the host can no longer hold at all (its capacity was lowered while it waited). */
+export interface LargerThanHost {
+  code: 'larger_than_host';
+  requested: { cpus: number; memoryGb: number };
+  capacity: { cpus: number; memoryGb: number };
+}
 
 export type JobErrorCode = JobError['code'];
 
@@ -133,7 +159,22 @@ function describeJobError(error: JobError): string {
     case 'disk_limit_exceeded':
     case 'upload_mount_refused':
       return `${error.code}: ${error.reason}`;
+    case 'queue_timeout':
+      return `queue_timeout: waited ${duration(error.waitedMs)} in the queue without room to start (queue_timeout_minutes ${error.queueTimeoutMinutes}); `
+        + 'submit it again when the host is less busy, or with a longer queue_timeout_minutes or fewer cpus/memory_gb';
+    case 'larger_than_host': {
+      const { requested: r, capacity: c } = error;
+      return `larger_than_host: the job needs ${r.cpus} cpus and ${r.memoryGb} GB but the host's capacity is now ${c.cpus} cpus and ${c.memoryGb} GB `
+        + '(it was lowered while the job was queued); submit it again with fewer cpus/memory_gb';
+    }
   }
+}
+
+function duration(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  const parts = [[Math.floor(seconds / 3600), 'h'], [Math.floor(seconds / 60) % 60, 'min'], [seconds % 60, 's']] as const;
+  const shown = parts.filter(([n]) => n > 0).map(([n, unit]) => `${n} ${unit}`);
+  return shown.length ? shown.join(' ') : '0 s';
 }
 
 export const ID_PATTERNS = {

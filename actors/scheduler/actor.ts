@@ -24,18 +24,25 @@ import { Cleanup, isFileCommand } from './cleanup.ts';
 import { withDatabaseErrors } from './database-errors.ts';
 import { Deadlines } from './deadlines.ts';
 import { isStoreCommand, JobsStore } from './jobs-store.ts';
-import { admission, isSettled, next, onAdmitted, onResume, type Command, type Fact, type LifecycleEnv } from './lifecycle.ts';
+import { decideSubmission, planQueue, refusalMessage, type AdmissionSettings, type QueuePlan, type QueueState } from './admission.ts';
+import { isSettled, next, onAdmitted, onResume, type Command, type Fact, type LifecycleEnv, type Transition } from './lifecycle.ts';
 import type { MeasureInput, MeasureOutput } from './measure-tree.task.ts';
 import { SCHEDULER_ERRORS, SCHEDULER_EVENTS, type CleanupReport, type JobChanged, type SchedulerProtocol } from './messages.ts';
 import { lstatUploadDir, Uploads } from './uploads.ts';
 
 /** A job still pending this long with Podman unreachable fails instead of waiting forever. */
 const PENDING_MAX_MS = 5 * 60_000;
+/**
+ * Admission's bound on the time from a container's exit to its resources counting as free: the
+ * exit is recorded once its log has drained (job-reads.ts heldResources), seconds at most.
+ */
+const RELEASE_ALLOWANCE_MS = 5_000;
 
 let db: Db | undefined;
 let pool: TaskPool<MeasureInput, MeasureOutput> | undefined;
 let cleanupTimer: NodeJS.Timeout | undefined;
 let deadlines: Deadlines | undefined;
+let queueTimer: NodeJS.Timeout | undefined;
 
 export default defineActor<SchedulerProtocol, FlashpodsConfig>({
   errors: SCHEDULER_ERRORS,
@@ -139,6 +146,13 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     /** The log lines operators follow a job by (docs/operations.md), then the event long-polls wait on. */
     const announce = (before: JobRow, after: JobRow, fact: Fact) => {
       const fields = { job_id: after.id, fact: fact.type };
+      if (fact.type === 'admitted') {
+        const waitedMs = (after.admitted_at ?? 0) - (after.queued_at ?? 0);
+        log.info(`job ${after.id} left the queue after ${Math.round(waitedMs / 1000)} s${fact.backfilled ? ', ahead of its head (backfill)' : ''}`, {
+          ...fields, event: fact.backfilled ? 'job_backfilled' : 'job_dequeued', waited_ms: waitedMs,
+        });
+      }
+      if (after.status === 'expired' && before.status !== 'expired') log.info(`job ${after.id} expired in the queue: ${after.error}`, { ...fields, event: 'job_expired' });
       if (before.status !== after.status && after.status === 'running') log.info(`job ${after.id} running`, { ...fields, event: 'job_running', container_id: after.container_id });
       if (before.status !== after.status && after.status === 'cancelled') log.info(`job ${after.id} cancelled (was ${before.status})`, { ...fields, event: 'job_cancelled', was: before.status });
       if (after.failure !== null && before.failure === null && fact.type === 'diskLimitExceeded') {
@@ -166,16 +180,96 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
         log.debug(`job ${jobId}: ${fact.type} ignored: ${after.ignored}`, { event: 'fact_ignored', job_id: jobId, fact: fact.type, reason: after.ignored });
         return;
       }
-      if (after.job !== before) announce(before, after.job, fact);
+      if (after.job !== before) {
+        announce(before, after.job, fact);
+        schedulePass();
+      }
       await carryOut(jobId, after.commands);
     }
 
     const failed = (what: string) => (err: Error) => log.error(`${what} failed: ${err.message}`, { event: `${what}_failed`, err: { message: err.message, stack: err.stack } });
 
+    // ---- The queue (admission.ts decides; the lifecycle moves each job) ----
+
+    const admissionSettings: AdmissionSettings = {
+      capacity: config.capacity,
+      timeoutMinuteMs: config.timing.timeoutMinuteMs,
+      killGraceMs: config.timing.killGraceMs,
+      startupAllowanceMs: config.queue.startupAllowanceMs,
+      releaseAllowanceMs: RELEASE_ALLOWANCE_MS,
+      maxQueueLength: config.queue.maxLength,
+    };
+    const queueState = (now: number): QueueState => ({
+      now,
+      held: reads.holdingJobs().map((j) => ({
+        id: j.id, cpus: j.cpus, memoryGb: j.memory_gb, timeoutMinutes: j.timeout_minutes,
+        admittedAt: j.admitted_at ?? j.created_at, startedAt: j.started_at, killRequestedAt: j.kill_requested_at,
+      })),
+      queue: reads.queue().map((j) => ({
+        id: j.id, cpus: j.cpus, memoryGb: j.memory_gb, timeoutMinutes: j.timeout_minutes, queuedAt: j.queued_at!, queueTimeoutMinutes: j.queue_timeout_minutes!,
+      })),
+    });
+
+    type Moved = { jobId: string; fact: Fact; before: JobRow; after: Transition };
+    /** The plan's moves, each a lifecycle transition, inside the caller's transaction. */
+    const movesOf = (plan: QueuePlan): Moved[] => {
+      const facts: Array<[string, Fact]> = [
+        ...plan.start.map(({ jobId, backfilled }): [string, Fact] => [jobId, { type: 'admitted', backfilled }]),
+        ...plan.expire.map(({ jobId, error }): [string, Fact] => [jobId, { type: 'queueGaveUp', error }]),
+        ...plan.refuse.map(({ jobId, error }): [string, Fact] => [jobId, { type: 'queueGaveUp', error }]),
+      ];
+      const moved: Moved[] = [];
+      for (const [jobId, fact] of facts) {
+        const result = store.transition(jobId, (job) => next(job, fact, env()));
+        if (result && result.after.ignored === undefined) moved.push({ jobId, fact, ...result });
+      }
+      return moved;
+    };
+    /** After the transaction: the log lines, the events, and the commands of each move. */
+    const carryOutMoves = (moved: Moved[]): void => {
+      for (const { jobId, fact, before, after } of moved) {
+        announce(before, after.job, fact);
+        void carryOut(jobId, after.commands).catch(failed('queue'));
+      }
+    };
+    const armQueueTimer = (plan: QueuePlan): void => {
+      clearTimeout(queueTimer);
+      if (plan.wakeAt !== undefined) queueTimer = setTimeout(() => queuePass(), Math.max(0, plan.wakeAt - Date.now()));
+    };
+    /**
+     * One pass: expiries, then FIFO starts and safe backfill (admission.ts planQueue), written in
+     * one transaction, so two passes can never both start the same head.
+     */
+    const queuePass = (): void => {
+      let plan: QueuePlan | undefined;
+      const moved = db!.transaction(() => {
+        plan = planQueue(queueState(Date.now()), admissionSettings);
+        return movesOf(plan);
+      })();
+      carryOutMoves(moved);
+      if (plan) armQueueTimer(plan);
+    };
+    let passDue = false;
+    /** A pass soon, once: after anything that may free resources or change the queue. */
+    const schedulePass = (): void => {
+      if (passDue) return;
+      passDue = true;
+      setImmediate(() => {
+        passDue = false;
+        try {
+          if (reads.queueLength() > 0) queuePass();
+        } catch (err) {
+          failed('queue_pass')(err as Error);
+        }
+      });
+    };
+
     deadlines = new Deadlines((jobId) => void apply(jobId, { type: 'deadlinePassed' }).catch(failed('deadline')));
     // After a restart of this actor: the clocks of running jobs start again.
     const resumeEnv = env();
     for (const job of reads.unsettledJobs()) void carryOut(job.id, onResume(job, resumeEnv));
+    // Queued jobs survive a restart in their order: the first pass may start some, and arms expiries.
+    schedulePass();
 
     let cleaning: Promise<CleanupReport> | undefined;
     const runCleanup = () =>
@@ -192,20 +286,41 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     return withDatabaseErrors<SchedulerProtocol>({
       createJob(req) {
         let result;
+        let moved: Moved[] = [];
         try {
-          result = store.create(req, (r) => {
-            const refusal = admission({ requested: { cpus: r.cpus, memoryGb: r.memoryGb }, held: reads.heldResources(), capacity: config.capacity });
-            if (refusal) throw apiError('insufficient_resources', 'Not enough resources to start job', { flatten: true, ...refusal });
+          result = store.create(req, (r, id, now) => {
+            // The queue first, so a new job is weighed against a queue that is up to date.
+            moved = movesOf(planQueue(queueState(now), admissionSettings));
+            const submission = { id, cpus: r.cpus, memoryGb: r.memoryGb, timeoutMinutes: r.timeoutMinutes, queueTimeoutMinutes: r.queueTimeoutMinutes, queue: r.queue };
+            const decision = decideSubmission(queueState(now), submission, admissionSettings);
+            if (decision.outcome === 'refuse') {
+              const { refusal } = decision;
+              throw apiError(refusal.code, refusalMessage(refusal), { flatten: true, ...refusal.figures });
+            }
+            return decision.outcome === 'start' ? { status: 'pending', backfilled: decision.backfilled } : { status: 'queued', queueTimeoutMinutes: r.queueTimeoutMinutes };
           });
         } catch (err) {
-          if (isCallError<SchedulerProtocol>(err) && err.code === 'insufficient_resources') ctx.publish(SCHEDULER_EVENTS.admissionRejected, { type: req.type });
+          const refused = isCallError<SchedulerProtocol>(err) && (err.code === 'insufficient_resources' || err.code === 'queue_full');
+          if (refused) {
+            ctx.publish(SCHEDULER_EVENTS.admissionRejected, { type: req.type });
+            // The refusal rolled back the pass made with it: run it on its own.
+            schedulePass();
+          }
           throw err;
         }
+        carryOutMoves(moved);
         if (result.created) {
           const { job } = result;
-          log.info(`job ${job.id} admitted`, { event: 'job_admitted', job_id: job.id, type: req.type, cpus: req.cpus, memory_gb: req.memoryGb, clamped: req.clamped });
+          const fields = { job_id: job.id, type: req.type, cpus: req.cpus, memory_gb: req.memoryGb, clamped: req.clamped };
+          if (job.status === 'queued') {
+            const position = reads.queuePosition(job);
+            log.info(`job ${job.id} queued at position ${position}`, { ...fields, event: 'job_queued', position, queue_timeout_minutes: job.queue_timeout_minutes });
+            schedulePass(); // arms the expiry clock
+          } else {
+            log.info(`job ${job.id} admitted${job.backfilled ? ' ahead of the queue (backfill)' : ''}`, { ...fields, event: 'job_admitted', backfilled: job.backfilled === 1 });
+            void carryOut(job.id, onAdmitted(job, env()));
+          }
           ctx.publish(SCHEDULER_EVENTS.jobChanged, { jobId: job.id, status: job.status } satisfies JobChanged);
-          void carryOut(job.id, onAdmitted(job, env()));
         }
         return result;
       },
@@ -216,6 +331,7 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
         const { before, after } = result;
         if (after.ignored !== undefined) throw apiError('job_already_terminal', `Job ${jobId} is already ${before.status}.`);
         announce(before, after.job, { type: 'killRequested' });
+        schedulePass();
         void carryOut(jobId, after.commands).catch(failed('cancel'));
         return { job: after.job };
       },
@@ -254,6 +370,7 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
 
   async stop() {
     clearTimeout(cleanupTimer);
+    clearTimeout(queueTimer);
     deadlines?.clear();
     await pool?.destroy();
     db?.close();

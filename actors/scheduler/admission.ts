@@ -35,6 +35,8 @@
  * - queue_full compares the queue as it is after the pass (expiries make room) with the limit.
  */
 
+import type { LargerThanHost, QueueTimeout } from '../contract/jobs.ts';
+
 export interface Resources {
   cpus: number;
   memoryGb: number;
@@ -87,20 +89,6 @@ export interface Reservation {
   freeNow: Resources;
   /** Resources still spare at the shadow time with the head started, after this pass's backfills. */
   spareAtShadow: Resources;
-}
-
-/** The expired job's error: how long it waited and the limit it reached. */
-export interface QueueTimeout {
-  code: 'queue_timeout';
-  waitedMs: number;
-  queueTimeoutMinutes: number;
-}
-
-/** A queued job the host can no longer hold at all (capacity lowered across a restart). */
-export interface LargerThanHost {
-  code: 'larger_than_host';
-  requested: Resources;
-  capacity: Resources;
 }
 
 export interface QueuePlan {
@@ -273,18 +261,6 @@ export function decideSubmission(state: QueueState, job: Submission, s: Admissio
   return { outcome: 'queue', position, plan };
 }
 
-/** The `error` of an expired job: how long it waited, and what to change. */
-export function describeQueueTimeout(error: QueueTimeout): string {
-  return `queue_timeout: waited ${duration(error.waitedMs)} in the queue without room to start (queue_timeout_minutes ${error.queueTimeoutMinutes}); `
-    + 'submit it again when the host is less busy, or with a longer queue_timeout_minutes or fewer cpus/memory_gb';
-}
-
-export function describeLargerThanHost(error: LargerThanHost): string {
-  const { requested: r, capacity: c } = error;
-  return `larger_than_host: the job needs ${r.cpus} cpus and ${r.memoryGb} GB but the host's capacity is now ${c.cpus} cpus and ${c.memoryGb} GB `
-    + '(it was lowered while the job was queued); submit it again with fewer cpus/memory_gb';
-}
-
 /** The 429's message: the contract's text, and what the client can do about it. */
 export function refusalMessage(refusal: Refusal): string {
   const { requested: r, host_capacity: c, available: a, queued_jobs: queued } = refusal.figures;
@@ -298,11 +274,4 @@ export function refusalMessage(refusal: Refusal): string {
     case 'queue_full':
       return `The queue is full (${queued} of ${refusal.figures.max_queue_length} jobs waiting); retry later, or ask the operator to raise the queue length.`;
   }
-}
-
-function duration(ms: number): string {
-  const seconds = Math.floor(ms / 1000);
-  const parts = [[Math.floor(seconds / 3600), 'h'], [Math.floor(seconds / 60) % 60, 'min'], [seconds % 60, 's']] as const;
-  const shown = parts.filter(([n]) => n > 0).map(([n, unit]) => `${n} ${unit}`);
-  return shown.length ? shown.join(' ') : '0 s';
 }

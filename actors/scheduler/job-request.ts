@@ -8,7 +8,7 @@
 import { apiError, type ErrorCode } from '../contract/errors.ts';
 import {
   DEFAULT_WORKER_IMAGE, ID_PATTERNS, JOB_TYPES, MAX_COMMAND_CHARS, MAX_CONTEXT_CHARS, MAX_IMAGE_CHARS, MAX_TASK_CHARS,
-  TIMEOUT_MINUTES, TYPE_LIMITS, UPLOAD_ID_SHAPE, type JobType,
+  QUEUE_TIMEOUT_MINUTES, TIMEOUT_MINUTES, TYPE_LIMITS, UPLOAD_ID_SHAPE, type JobType,
 } from '../contract/jobs.ts';
 
 export interface JobRequest {
@@ -25,6 +25,10 @@ export interface JobRequest {
   timeoutMinutes: number;
   /** Worker only: exchange a JWT-SVID for GITHUB_TOKEN before the command (FLASHPODS_NEED_GITHUB_TOKEN=true). */
   needGithubToken?: boolean;
+  /** POST /jobs `queue`: wait in the queue when it does not fit now, instead of a 429. */
+  queue: boolean;
+  /** How long it may wait queued before it expires. */
+  queueTimeoutMinutes: number;
   /** Fields that were clamped to the type's maximum, so the API can say so. */
   clamped: Array<'cpus' | 'memory_gb'>;
 }
@@ -132,8 +136,19 @@ export function parseJobRequest(body: Record<string, unknown>, agentImage: strin
     throw apiError('invalid_json', `need_github_token must be true or false (got ${JSON.stringify(needGithubToken)}).`);
   }
 
+  const queue = body.queue ?? false;
+  if (typeof queue !== 'boolean') throw apiError('invalid_json', `queue must be true or false (got ${JSON.stringify(queue)}).`);
+  let queueTimeoutMinutes: number = QUEUE_TIMEOUT_MINUTES.default;
+  if (body.queue_timeout_minutes !== undefined && body.queue_timeout_minutes !== null) {
+    const t = body.queue_timeout_minutes;
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < QUEUE_TIMEOUT_MINUTES.min || t > QUEUE_TIMEOUT_MINUTES.max) {
+      throw apiError('invalid_queue_timeout', `queue_timeout_minutes must be a whole number from ${QUEUE_TIMEOUT_MINUTES.min} to ${QUEUE_TIMEOUT_MINUTES.max} (got ${JSON.stringify(t)}).`);
+    }
+    queueTimeoutMinutes = t;
+  }
+
   const clamped: JobRequest['clamped'] = [];
   if (cpus.clamped) clamped.push('cpus');
   if (memory.clamped) clamped.push('memory_gb');
-  return { clientJobId, type: jobType, command, task, context, gitBranch, filesId, image, cpus: cpus.value, memoryGb: memory.value, timeoutMinutes, needGithubToken: isWorker && needGithubToken, clamped };
+  return { clientJobId, type: jobType, command, task, context, gitBranch, filesId, image, cpus: cpus.value, memoryGb: memory.value, timeoutMinutes, needGithubToken: isWorker && needGithubToken, queue, queueTimeoutMinutes, clamped };
 }

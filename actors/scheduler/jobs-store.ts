@@ -30,8 +30,11 @@ export function newJobId(): string {
 const LIFECYCLE_COLUMNS = [
   'status', 'container_id', 'exit_code', 'error', 'error_code', 'outcome', 'started_at', 'completed_at', 'log_truncated',
   'kill_requested_at', 'kill_reason', 'resources_released_at', 'artifacts_indexed_at', 'artifacts_deleted_at',
-  'logs_deleted_at', 'pending_finish', 'failure',
+  'logs_deleted_at', 'pending_finish', 'failure', 'admitted_at', 'backfilled',
 ] as const satisfies ReadonlyArray<keyof JobRow>;
+
+/** Where a new job goes: straight to its container, or into the queue (scheduler/admission.ts decides). */
+export type Placement = { status: 'pending'; backfilled: boolean } | { status: 'queued'; queueTimeoutMinutes: number };
 
 /** Commands the store carries out inside the transition's own transaction. */
 export type StoreCommand = Extract<Command, { type: 'consumeUpload' | 'expireUpload' | 'storeArtifacts' | 'dropArtifactRows' | 'forgetClientKey' }>;
@@ -65,7 +68,11 @@ export class JobsStore {
    * Idempotent lookup, the upload check, admission and reservation in one transaction.
    * `admit` decides whether the request fits (lifecycle.ts); it throws the 429 when it does not.
    */
-  create(req: JobRequest, admit: (req: JobRequest) => void, now = Date.now()): { job: JobRow; created: boolean } {
+  /**
+   * One transaction: the idempotency key, the upload, then `place` (which may refuse by throwing,
+   * and may first move other jobs, through `transition`) decides where the new job goes.
+   */
+  create(req: JobRequest, place: (req: JobRequest, id: string, now: number) => Placement, now = Date.now()): { job: JobRow; created: boolean } {
     return this.db.transaction(() => {
       if (req.clientJobId) {
         const existing = this.db
@@ -74,15 +81,20 @@ export class JobsStore {
         if (existing) return { job: existing, created: false };
       }
       if (req.filesId) this.checkUploadUsable(req.filesId);
-      admit(req);
-
       const id = newJobId();
+      const placement = place(req, id, now);
+      const queued = placement.status === 'queued';
+      // FIFO order survives restarts and never ties: one more than any number given before.
+      const seq = queued ? (this.db.prepare('SELECT coalesce(max(queue_seq), 0) + 1 FROM jobs').pluck().get() as number) : null;
       this.db
         .prepare(
-          `INSERT INTO jobs (id, job_type, status, command, task, context, git_branch, files_id, image, cpus, memory_gb, timeout_minutes, created_at, need_github_token)
-           VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO jobs (id, job_type, status, command, task, context, git_branch, files_id, image, cpus, memory_gb, timeout_minutes, created_at, need_github_token,
+                             queued_at, queue_seq, queue_timeout_minutes, admitted_at, backfilled)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(id, req.type, req.command ?? null, req.task ?? null, req.context ?? null, req.gitBranch ?? null, req.filesId ?? null, req.image, req.cpus, req.memoryGb, req.timeoutMinutes, now, req.needGithubToken ? 1 : 0);
+        .run(id, req.type, placement.status, req.command ?? null, req.task ?? null, req.context ?? null, req.gitBranch ?? null, req.filesId ?? null, req.image, req.cpus, req.memoryGb,
+          req.timeoutMinutes, now, req.needGithubToken ? 1 : 0,
+          queued ? now : null, seq, queued ? placement.queueTimeoutMinutes : null, queued ? null : now, placement.status === 'pending' && placement.backfilled ? 1 : 0);
       if (req.clientJobId) {
         this.db.prepare('INSERT INTO idempotency_keys (client_job_id, job_id, active, created_at) VALUES (?, ?, 1, ?)').run(req.clientJobId, id, now);
       }

@@ -20,7 +20,7 @@
 import { notIndexedNote, type IndexedArtifact } from '../artifacts/messages.ts';
 import type { JobContainerSpec } from '../containers/container-spec.ts';
 import type { JobPaths } from '../contract/job-paths.ts';
-import { ACTIVE_STATES, entrypointExitError, jobErrorText, TERMINAL_STATES, type JobError, type JobState } from '../contract/jobs.ts';
+import { ACTIVE_STATES, entrypointExitError, jobErrorText, TERMINAL_STATES, type JobError, type JobState, type LargerThanHost, type QueueTimeout } from '../contract/jobs.ts';
 import type { JobRow } from '../store/rows.ts';
 
 /** How a job's container ended, recorded before its final status (`jobs.pending_finish`, JSON). */
@@ -55,6 +55,10 @@ export interface IndexSummary {
 }
 
 export type Fact =
+  // From the scheduler's queue pass (admission.ts planQueue), for a queued job:
+  | { type: 'admitted'; backfilled: boolean }
+  /** It waited its queue_timeout_minutes out (→ expired), or can never fit the host any more (→ failed). */
+  | { type: 'queueGaveUp'; error: QueueTimeout | LargerThanHost }
   // From the container executor (live, or re-reported by every reconcile pass):
   | { type: 'containerCreating' }
   | { type: 'containerCreated'; containerId: string }
@@ -181,33 +185,6 @@ export function containerSpec(job: JobRow, env: LifecycleEnv): JobContainerSpec 
   };
 }
 
-/** What admission weighs: the request against capacity minus what jobs whose container may be alive hold. */
-export interface AdmissionQuestion {
-  requested: { cpus: number; memoryGb: number };
-  held: { jobs: number; cpus: number; memoryGb: number };
-  capacity: { cpus: number; memoryGb: number };
-}
-
-/** Why a job was not admitted: the figures of the 429 body (jobs.md "Admission control"). */
-export interface Refusal {
-  requested: { cpus: number; memory_gb: number };
-  available: { cpus: number; memory_gb: number };
-  host_capacity: { cpus: number; memory_gb: number };
-  running_jobs: number;
-}
-
-/** No overcommit: a job is admitted only if it fits in what is left; undefined when it does. */
-export function admission({ requested, held, capacity }: AdmissionQuestion): Refusal | undefined {
-  const available = { cpus: capacity.cpus - held.cpus, memory_gb: capacity.memoryGb - held.memoryGb };
-  if (requested.cpus <= available.cpus && requested.memoryGb <= available.memory_gb) return undefined;
-  return {
-    requested: { cpus: requested.cpus, memory_gb: requested.memoryGb },
-    available: { cpus: Math.max(0, available.cpus), memory_gb: Math.max(0, available.memory_gb) },
-    host_capacity: { cpus: capacity.cpus, memory_gb: capacity.memoryGb },
-    running_jobs: held.jobs,
-  };
-}
-
 /** The first command of a job just admitted: its container. */
 export function onAdmitted(job: JobRow, env: LifecycleEnv): Command[] {
   return [createContainer(job, env)];
@@ -221,9 +198,13 @@ export function onResume(job: JobRow, env: LifecycleEnv): Command[] {
     : [];
 }
 
+/** What can happen to a queued job: it has no container, no clock and no files yet. */
+const QUEUE_FACTS: readonly FactType[] = ['admitted', 'queueGaveUp', 'killRequested'];
+
 export function next(job: JobRow, fact: Fact, env: LifecycleEnv): Transition {
   const step = new Step(job, env);
-  HANDLERS[fact.type](step, fact as never);
+  if (job.status === 'queued' && !QUEUE_FACTS.includes(fact.type)) step.ignore('a queued job has no container yet');
+  else HANDLERS[fact.type](step, fact as never);
   return step.result();
 }
 
@@ -271,6 +252,21 @@ class Step {
 type Handler<T extends FactType> = (step: Step, fact: Extract<Fact, { type: T }>) => void;
 
 const HANDLERS: { [T in FactType]: Handler<T> } = {
+  admitted(step, { backfilled }) {
+    if (step.job.status !== 'queued') return step.ignore('only a queued job can be admitted');
+    step.set({ status: 'pending', admitted_at: step.now, backfilled: backfilled ? 1 : 0 });
+    step.send(createContainer(step.job, step.env));
+  },
+
+  queueGaveUp(step, { error }) {
+    const { job, now } = step;
+    if (job.status !== 'queued') return step.ignore('only a queued job can leave the queue unstarted');
+    const status = error.code === 'queue_timeout' ? 'expired' : 'failed';
+    step.set({ status, outcome: status, error: jobErrorText(error) ?? null, error_code: error.code, completed_at: now });
+    // Nothing ran: nothing to index, no resources were held, and the upload it kept is let go.
+    release(step);
+  },
+
   containerCreating(step) {
     if (step.job.status === 'pending') step.set({ status: 'starting' });
   },
@@ -387,10 +383,10 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
 
   killRequested(step) {
     const { job } = step;
-    if (!isActive(job)) return step.ignore('job_already_terminal');
+    if (!isActive(job) && job.status !== 'queued') return step.ignore('job_already_terminal');
     const { now } = step;
     step.set({ status: 'cancelled', kill_reason: 'cancel', kill_requested_at: now, completed_at: now });
-    if (job.status === 'pending') {
+    if (job.status === 'pending' || job.status === 'queued') {
       // No container was taken up yet: nothing to wait for, nothing to index (release expires the upload).
       release(step);
       return finishIfDone(step);
@@ -559,7 +555,7 @@ function finishIfDone(step: Step): void {
 }
 
 /** How an ended job's status and error follow from how its container ended (jobs.md "Exit codes"). */
-function outcome(job: JobRow, ending: Ending): { status: Exclude<JobState, 'pending' | 'starting' | 'running' | 'cleaning' | 'cleaned'>; error?: JobError } {
+function outcome(job: JobRow, ending: Ending): { status: Exclude<JobState, 'queued' | 'pending' | 'starting' | 'running' | 'expired' | 'cleaning' | 'cleaned'>; error?: JobError } {
   if (job.kill_reason === 'timeout') return { status: 'timed_out', error: { code: 'timeout' } };
   if (job.failure !== null) return { status: 'failed', error: JSON.parse(job.failure) as JobError };
   if (ending.artifactsFailure) return { status: 'failed', error: ending.artifactsFailure };

@@ -21,7 +21,7 @@ type Db = 'database_error';
 export type SchedulerProtocol = {
   createJob: {
     req: JobRequest; res: { job: JobRow; created: boolean };
-    errors: 'insufficient_resources' | 'upload_not_found' | 'upload_not_finalized' | 'upload_expired' | 'upload_already_consumed' | Db;
+    errors: 'insufficient_resources' | 'queue_full' | 'upload_not_found' | 'upload_not_finalized' | 'upload_expired' | 'upload_already_consumed' | Db;
   };
   cancelJob: { req: { jobId: string }; res: { job: JobRow }; errors: 'job_not_found' | 'job_already_terminal' | Db };
   finalizeUpload: {
@@ -40,7 +40,7 @@ export type SchedulerProtocol = {
 /** The domain codes the scheduler answers with: all of them contract codes the API can pass on. */
 export type SchedulerErrorCode = Exclude<ErrorCodeOf<SchedulerProtocol>, RuntimeErrorCode>;
 const EVERY_SCHEDULER_ERROR = {
-  insufficient_resources: true, upload_not_found: true, upload_not_finalized: true, upload_expired: true, upload_already_consumed: true,
+  insufficient_resources: true, queue_full: true, upload_not_found: true, upload_not_finalized: true, upload_expired: true, upload_already_consumed: true,
   job_not_found: true, job_already_terminal: true, invalid_upload_id: true, upload_in_progress: true, upload_already_finalized: true, insufficient_storage: true,
   database_error: true,
 } as const satisfies Record<SchedulerErrorCode, true>;

@@ -24,7 +24,10 @@ export function statusIn(states: readonly JobState[]): string {
  * Jobs whose container may still exist or whose end is still being recorded — the reconcile
  * pass asks about each of them. The SQL twin of lifecycle.ts's `isSettled`, negated.
  */
-export const UNSETTLED = `(${statusIn(ACTIVE_STATES)} OR resources_released_at IS NULL OR (artifacts_indexed_at IS NULL AND status NOT IN ('cleaning', 'cleaned')))`;
+export const UNSETTLED = `(status <> 'queued' AND (${statusIn(ACTIVE_STATES)} OR resources_released_at IS NULL OR (artifacts_indexed_at IS NULL AND status NOT IN ('cleaning', 'cleaned'))))`;
+
+/** Jobs whose container may be alive (jobs.md "Admission control"); see heldResources. */
+const HOLDING = `status <> 'queued' AND resources_released_at IS NULL AND pending_finish IS NULL AND outcome IS NULL`;
 
 export class JobReads {
   private readonly db: Db;
@@ -37,10 +40,11 @@ export class JobReads {
     return this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
   }
 
-  /** Newest first; `states` undefined means every state. */
+  /** Newest first; `states` undefined means every state; only queued jobs: in queue order, first to start first. */
   jobs(states: readonly JobState[] | undefined, limit: number): { jobs: JobRow[]; total: number } {
     const where = states ? `WHERE ${statusIn(states)}` : '';
-    const jobs = this.db.prepare(`SELECT * FROM jobs ${where} ORDER BY created_at DESC, id DESC LIMIT ?`).all(limit) as JobRow[];
+    const order = states?.length === 1 && states[0] === 'queued' ? 'queue_seq' : 'created_at DESC, id DESC';
+    const jobs = this.db.prepare(`SELECT * FROM jobs ${where} ORDER BY ${order} LIMIT ?`).all(limit) as JobRow[];
     const total = this.db.prepare(`SELECT count(*) FROM jobs ${where}`).pluck().get() as number;
     return { jobs, total };
   }
@@ -62,9 +66,28 @@ export class JobReads {
    */
   heldResources(): HeldResources {
     return this.db
-      .prepare(`SELECT count(*) AS jobs, coalesce(sum(cpus), 0) AS cpus, coalesce(sum(memory_gb), 0) AS memoryGb FROM jobs
-                WHERE resources_released_at IS NULL AND pending_finish IS NULL AND outcome IS NULL`)
+      .prepare(`SELECT count(*) AS jobs, coalesce(sum(cpus), 0) AS cpus, coalesce(sum(memory_gb), 0) AS memoryGb FROM jobs WHERE ${HOLDING}`)
       .get() as HeldResources;
+  }
+
+  /** The jobs heldResources counts, one by one (the queue pass bounds when each ends). */
+  holdingJobs(): JobRow[] {
+    return this.db.prepare(`SELECT * FROM jobs WHERE ${HOLDING}`).all() as JobRow[];
+  }
+
+  /** The queue, first to start first. */
+  queue(): JobRow[] {
+    return this.db.prepare("SELECT * FROM jobs WHERE status = 'queued' ORDER BY queue_seq").all() as JobRow[];
+  }
+
+  queueLength(): number {
+    return this.db.prepare("SELECT count(*) FROM jobs WHERE status = 'queued'").pluck().get() as number;
+  }
+
+  /** A queued job's place in the queue, from 1; undefined for a job not queued. */
+  queuePosition(job: JobRow): number | undefined {
+    if (job.status !== 'queued' || job.queue_seq === null) return undefined;
+    return 1 + (this.db.prepare("SELECT count(*) FROM jobs WHERE status = 'queued' AND queue_seq < ?").pluck().get(job.queue_seq) as number);
   }
 
   artifacts(jobId: string): ArtifactRow[] {

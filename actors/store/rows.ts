@@ -38,7 +38,15 @@ export interface JobRow {
   /** The code of `error` (contract/jobs.ts JobError); null for notes and for jobs from before it existed. */
   error_code: JobErrorCode | null;
   /** The terminal status reached, kept through cleaning and cleaned. */
-  outcome: 'completed' | 'failed' | 'timed_out' | 'cancelled' | null;
+  outcome: 'completed' | 'failed' | 'timed_out' | 'cancelled' | 'expired' | null;
+  /** The queue (issue 15): FIFO order is queue_seq; null for a job that never queued. */
+  queued_at: number | null;
+  queue_seq: number | null;
+  queue_timeout_minutes: number | null;
+  /** When it was given resources: created_at unless it queued, else when it left the queue. */
+  admitted_at: number | null;
+  /** Started ahead of a waiting queue head, by a backfill that could not delay it. */
+  backfilled: 0 | 1;
   /** JSON of a JobError decided while the container ran (a disk-budget kill); it fails the job. */
   failure: string | null;
 }

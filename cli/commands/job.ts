@@ -29,6 +29,9 @@ export interface JobView {
   duration_seconds?: number;
   error?: string;
   actual_runtime_seconds?: number;
+  queue_position?: number;
+  queue_wait_seconds?: number;
+  backfilled?: boolean;
 }
 
 /** Each long-poll asks for at most this long (well under the HTTP client's header timeout). */
@@ -76,6 +79,8 @@ export function describeJob(job: JobView, now = Date.now()): string {
     ['image', job.image],
     ['resources', resources],
     ['created', when(job.created_at, now)],
+    ['queue', job.queue_position === undefined ? undefined : `position ${job.queue_position}`],
+    ['queued for', job.queue_wait_seconds === undefined ? undefined : `${duration(job.queue_wait_seconds)}${job.backfilled ? ' (then started ahead of the queue by backfill)' : ''}`],
     ['started', when(job.started_at, now)],
     ['elapsed', job.elapsed_seconds === undefined ? undefined : duration(job.elapsed_seconds)],
     ['completed', when(job.completed_at, now)],

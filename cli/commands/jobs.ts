@@ -15,6 +15,8 @@ interface JobItem {
   exit_code: number | null;
   created_at: string;
   completed_at: string | null;
+  /** Its place in the queue while queued. */
+  queue_position?: number;
 }
 
 const STATUSES = Object.keys(STATUS_FILTERS);
@@ -23,7 +25,7 @@ export const jobs: Command = {
   name: 'jobs',
   usage: 'jobs [--status s] [--limit n]',
   summary: 'list recent jobs, newest first',
-  details: `--status is one of ${STATUSES.join(', ')} (running also covers pending and starting; failed covers timed_out and cancelled). --limit defaults to ${LIST_LIMIT.default}, at most ${LIST_LIMIT.max}.`,
+  details: `--status is one of ${STATUSES.join(', ')} (queued lists the queue in order; running also covers pending and starting; failed covers timed_out, cancelled and expired). --limit defaults to ${LIST_LIMIT.default}, at most ${LIST_LIMIT.max}.`,
   async run(args) {
     const parsed = parse(this, args, { status: { type: 'string', short: 's' }, limit: { type: 'string', short: 'n' } }, []);
     if (!parsed) return 0;
@@ -48,7 +50,7 @@ export const jobs: Command = {
         [
           { header: 'ID', value: (j) => j.id },
           { header: 'TYPE', value: (j) => j.type },
-          { header: 'STATUS', value: (j) => j.status },
+          { header: 'STATUS', value: (j) => (j.queue_position === undefined ? j.status : `queued #${j.queue_position}`) },
           { header: 'EXIT', value: (j) => (j.exit_code === null ? '-' : String(j.exit_code)), align: 'right' },
           { header: 'CREATED', value: (j) => relative(j.created_at, now) },
           { header: 'ENDED', value: (j) => relative(j.completed_at, now) },

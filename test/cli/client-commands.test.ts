@@ -106,7 +106,7 @@ describe('flashpods client commands', () => {
     expect(down.stderr).not.toContain(badToken);
 
     expect(usage.code).toBe(2);
-    expect(usage.stderr).toBe('flashpods: --status must be one of all, running, completed, failed (got "weird")\n');
+    expect(usage.stderr).toBe('flashpods: --status must be one of all, queued, running, completed, failed (got "weird")\n');
 
     expect(noToken.code).toBe(2);
     expect(noToken.stderr).toMatch(/^flashpods: no API token: set FLASHPODS_API_TOKEN/);

@@ -90,7 +90,7 @@ describe('the MCP shim', () => {
     expect(sa.properties.timeout_minutes).toMatchObject({ minimum: 1, maximum: 120, default: 60 });
     expect(sa.properties.context).toMatchObject({ type: 'string' });
     expect((byName.get_job_output!.inputSchema as any).properties.tail).toMatchObject({ minimum: 1, maximum: 10000, default: 100 });
-    expect((byName.list_jobs!.inputSchema as any).properties.status).toMatchObject({ enum: ['all', 'running', 'completed', 'failed'], default: 'all' });
+    expect((byName.list_jobs!.inputSchema as any).properties.status).toMatchObject({ enum: ['all', 'queued', 'running', 'completed', 'failed'], default: 'all' });
     expect((byName.list_jobs!.inputSchema as any).properties.limit).toMatchObject({ minimum: 1, maximum: 100, default: 20 });
     expect((byName.download_artifact!.inputSchema as any).required).toEqual(['job_id', 'artifact_name']);
     expect((byName.wait_for_job!.inputSchema as any).properties.timeout_seconds).toMatchObject({ type: 'integer', minimum: 1 });

@@ -187,8 +187,9 @@ describe('argument errors', () => {
   });
 
   it('fill in the defaults of mcp.md', () => {
-    expect(tool('spawn_worker').inputSchema.parse({ command: 'x' })).toEqual({ command: 'x', cpus: 2, memory_gb: 4, timeout_minutes: 30, need_github_token: false });
-    expect(tool('spawn_sub_agent').inputSchema.parse({ task: 't', git_branch: 'b' })).toEqual({ task: 't', git_branch: 'b', cpus: 2, memory_gb: 4, timeout_minutes: 60 });
+    // The spawn tools queue by default (issue 15): an agent's fan-out waits rather than fails.
+    expect(tool('spawn_worker').inputSchema.parse({ command: 'x' })).toEqual({ command: 'x', cpus: 2, memory_gb: 4, timeout_minutes: 30, need_github_token: false, queue: true, queue_timeout_minutes: 60 });
+    expect(tool('spawn_sub_agent').inputSchema.parse({ task: 't', git_branch: 'b' })).toEqual({ task: 't', git_branch: 'b', cpus: 2, memory_gb: 4, timeout_minutes: 60, queue: true, queue_timeout_minutes: 60 });
     expect(tool('list_jobs').inputSchema.parse({})).toEqual({ status: 'all', limit: 20 });
     expect(tool('get_job_output').inputSchema.parse({ job_id: 'job_0000000000000000' })).toMatchObject({ tail: 100 });
   });

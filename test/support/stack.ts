@@ -109,7 +109,7 @@ export async function waitForJob(server: RunningServer, id: string, options: { e
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
   for (;;) {
     const job: any = await (await server.fetch(`/jobs/${id}?wait=5`)).json();
-    const terminal = ['completed', 'failed', 'timed_out', 'cancelled'].includes(job.status);
+    const terminal = ['completed', 'failed', 'timed_out', 'cancelled', 'expired'].includes(job.status);
     if (terminal && (!options.exitCode || job.exit_code !== null)) return job;
     if (Date.now() > deadline) throw new Error(`job ${id} did not finish: ${JSON.stringify(job)}`);
     if (terminal) await new Promise((r) => setTimeout(r, 200));

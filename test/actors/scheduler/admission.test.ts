@@ -11,10 +11,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  decideSubmission, describeLargerThanHost, describeQueueTimeout, endsBy, planQueue, refusalMessage,
+  decideSubmission, endsBy, planQueue, refusalMessage,
   type AdmissionSettings, type HeldJob, type QueuedJob, type QueuePlan, type Submission,
 } from '../../../actors/scheduler/admission.ts';
 import { simulate } from './admission-simulation.ts';
+import { jobErrorText } from '../../../actors/contract/jobs.ts';
 
 const NOW = 1_800_000_000_000;
 const MIN = 60_000;
@@ -170,11 +171,11 @@ describe('queue pass', () => {
     const plan = planQueue({ now: NOW, held, queue: [due, queued('f', 1, 1, { waited: 10, queueTimeout: 15 }), queued('g', 1, 1, { waited: 1, queueTimeout: 5 })] }, SETTINGS);
     expect(plan.expire).toEqual([{ jobId: 'e', error: { code: 'queue_timeout', waitedMs: 30 * MIN, queueTimeoutMinutes: 30 } }]);
     expect(plan.wakeAt).toBe(NOW + 4 * MIN);
-    expect(describeQueueTimeout(plan.expire[0]!.error)).toBe(
+    expect(jobErrorText(plan.expire[0]!.error)).toBe(
       'queue_timeout: waited 30 min in the queue without room to start (queue_timeout_minutes 30); '
       + 'submit it again when the host is less busy, or with a longer queue_timeout_minutes or fewer cpus/memory_gb',
     );
-    expect(describeQueueTimeout({ code: 'queue_timeout', waitedMs: 3_723_400, queueTimeoutMinutes: 60 })).toMatch(/^queue_timeout: waited 1 h 2 min 3 s in/);
+    expect(jobErrorText({ code: 'queue_timeout', waitedMs: 3_723_400, queueTimeoutMinutes: 60 })).toMatch(/^queue_timeout: waited 1 h 2 min 3 s in/);
     expect(planQueue({ now: NOW, held, queue: [] }, SETTINGS).wakeAt).toBeUndefined();
   });
 
@@ -281,7 +282,7 @@ describe('POST /jobs', () => {
   });
 
   it('a job larger than the host names both figures in its error', () => {
-    expect(describeLargerThanHost({ code: 'larger_than_host', requested: { cpus: 4, memoryGb: 4 }, capacity: { cpus: 2, memoryGb: 8 } })).toBe(
+    expect(jobErrorText({ code: 'larger_than_host', requested: { cpus: 4, memoryGb: 4 }, capacity: { cpus: 2, memoryGb: 8 } })).toBe(
       'larger_than_host: the job needs 4 cpus and 4 GB but the host\'s capacity is now 2 cpus and 8 GB (it was lowered while the job was queued); submit it again with fewer cpus/memory_gb',
     );
   });

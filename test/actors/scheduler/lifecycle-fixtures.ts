@@ -30,6 +30,7 @@ export function job(overrides: Partial<JobRow> = {}): JobRow {
     container_id: null, exit_code: null, error: null, created_at: NOW - 10 * MIN, started_at: null, completed_at: null, log_truncated: 0,
     kill_requested_at: null, kill_reason: null, resources_released_at: null, artifacts_indexed_at: null, artifacts_deleted_at: null,
     logs_deleted_at: null, pending_finish: null, need_github_token: 0, error_code: null, outcome: null, failure: null,
+    queued_at: null, queue_seq: null, queue_timeout_minutes: null, admitted_at: NOW - 10 * MIN, backfilled: 0,
     ...overrides,
   };
 }
@@ -40,7 +41,8 @@ const settled = { ...ran, resources_released_at: NOW - 2 * MIN, artifacts_indexe
 
 /** One job per state the lifecycle tells apart (status plus the progress of its end). */
 export const STATES = {
-  pending: job({ created_at: NOW - MIN }),
+  queued: job({ status: 'queued', created_at: NOW - 2 * MIN, queued_at: NOW - 2 * MIN, queue_seq: 7, queue_timeout_minutes: 60, admitted_at: null }),
+  pending: job({ created_at: NOW - MIN, admitted_at: NOW - MIN }),
   pendingStale: job({ created_at: NOW - 6 * MIN }),
   starting: job({ status: 'starting' }),
   created: job({ status: 'starting', container_id: 'c1' }),
@@ -60,6 +62,10 @@ export const STATES = {
   failed: job({ status: 'failed', outcome: 'failed', exit_code: 3, error: 'Process exited with code 3', error_code: 'process_exited', ...settled }),
   timedOut: job({ status: 'timed_out', outcome: 'timed_out', exit_code: 137, kill_reason: 'timeout', error: 'Job exceeded timeout limit', error_code: 'timeout', ...settled }),
   cancelled: job({ status: 'cancelled', outcome: 'cancelled', exit_code: 143, kill_reason: 'cancel', ...settled }),
+  expired: job({
+    status: 'expired', outcome: 'expired', queued_at: NOW - 70 * MIN, queue_seq: 3, queue_timeout_minutes: 60, admitted_at: null, error_code: 'queue_timeout',
+    error: 'queue_timeout: waited 1 h in the queue', resources_released_at: NOW - 10 * MIN, artifacts_indexed_at: NOW - 10 * MIN, completed_at: NOW - 10 * MIN,
+  }),
   artifactsDue: job({ status: 'completed', outcome: 'completed', exit_code: 0, ...settled, completed_at: NOW - 61 * MIN }),
   logsDue: job({ status: 'completed', outcome: 'completed', exit_code: 0, ...settled, completed_at: NOW - 25 * 60 * MIN, artifacts_deleted_at: NOW - 23 * 60 * MIN }),
   cleaning: job({ status: 'cleaning', outcome: 'completed', exit_code: 0, ...settled, artifacts_deleted_at: NOW - 1_000 }),
@@ -70,6 +76,10 @@ export type StateName = keyof typeof STATES;
 
 /** One of each fact, and the variants of an exit that lead to different outcomes. */
 export const FACTS = {
+  admitted: { type: 'admitted', backfilled: false },
+  admittedBackfill: { type: 'admitted', backfilled: true },
+  queueTimedOut: { type: 'queueGaveUp', error: { code: 'queue_timeout', waitedMs: 3_600_000, queueTimeoutMinutes: 60 } },
+  queueLargerThanHost: { type: 'queueGaveUp', error: { code: 'larger_than_host', requested: { cpus: 8, memoryGb: 1 }, capacity: { cpus: 4, memoryGb: 8 } } },
   containerCreating: { type: 'containerCreating' },
   containerCreated: { type: 'containerCreated', containerId: 'c1' },
   containerStarted: { type: 'containerStarted', containerId: 'c1', startedAt: NOW - 1_000 },
@@ -96,6 +106,7 @@ export type FactName = keyof typeof FACTS;
 
 /** Every fact type has at least one fact in FACTS (checked by the compiler through this list). */
 export const FACT_TYPES_COVERED: Record<FactType, FactName> = {
+  admitted: 'admitted', queueGaveUp: 'queueTimedOut',
   containerCreating: 'containerCreating', containerCreated: 'containerCreated', containerStarted: 'containerStarted', startFailed: 'startFailed',
   containerExited: 'exited0', diskLimitExceeded: 'diskLimitExceeded', containerGone: 'containerGone', containerMissing: 'containerMissing', runtimeUnreachable: 'runtimeUnreachable',
   logTruncated: 'logTruncated', artifactsIndexed: 'artifactsIndexed', killRequested: 'killRequested', deadlinePassed: 'deadlinePassed',

@@ -8,11 +8,37 @@
  */
 import { describe, expect, it } from 'vitest';
 import { jobErrorText, TERMINAL_STATES, type JobState } from '../../../actors/contract/jobs.ts';
-import { admission, endingOf, isSettled, next, type Fact, type Transition } from '../../../actors/scheduler/lifecycle.ts';
+import { endingOf, isSettled, next, type Fact, type Transition } from '../../../actors/scheduler/lifecycle.ts';
 import type { JobRow } from '../../../actors/store/rows.ts';
 import { env, FACT_TYPES_COVERED, FACTS, job, NOW, STATES, type FactName, type StateName } from './lifecycle-fixtures.ts';
 
 const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
+  queued: {
+    admitted: '→pending createContainer',
+    admittedBackfill: '→pending createContainer',
+    queueTimedOut: '→expired expireUpload releaseUpload',
+    queueLargerThanHost: '→failed expireUpload releaseUpload',
+    containerCreating: 'ignored',
+    containerCreated: 'ignored',
+    containerStarted: 'ignored',
+    startFailed: 'ignored',
+    exited0: 'ignored',
+    exited3: 'ignored',
+    exitedOom: 'ignored',
+    diskLimitExceeded: 'ignored',
+    containerGone: 'ignored',
+    containerMissing: 'ignored',
+    runtimeUnreachable: 'ignored',
+    logTruncated: 'ignored',
+    artifactsIndexed: 'ignored',
+    killRequested: '→cancelled expireUpload releaseUpload',
+    deadlinePassed: 'ignored',
+    cleanupPass: 'ignored',
+    artifactsDeleted: 'ignored',
+    logEvicted: 'ignored',
+    logDeleted: 'ignored',
+    jobFilesDeleted: 'ignored',
+  },
   pending: {
     containerCreating: '→starting',
     containerCreated: '→starting startContainer',
@@ -276,6 +302,22 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     logDeleted: 'ignored',
     jobFilesDeleted: 'ignored',
   },
+  // Expired in the queue: settled at once, nothing ran; a container reported for it is a stray.
+  expired: {
+    containerCreated: 'removeContainer',
+    containerStarted: 'removeContainer',
+    startFailed: 'ignored',
+    exited0: 'removeContainer',
+    exited3: 'removeContainer',
+    exitedOom: 'removeContainer',
+    diskLimitExceeded: 'ignored',
+    logTruncated: 'changed',
+    killRequested: 'ignored',
+    artifactsDeleted: 'dropArtifactRows',
+    logEvicted: 'deleteLog',
+    logDeleted: 'changed',
+    jobFilesDeleted: 'ignored',
+  },
   completed: {
     containerCreated: 'removeContainer',
     containerStarted: 'removeContainer',
@@ -407,7 +449,12 @@ function describeCell(before: JobRow, t: Transition): string {
   return [status, commands].filter(Boolean).join(' ') || (changed ? 'changed' : 'noop');
 }
 
-const RANK: Record<JobState, number> = { pending: 0, starting: 1, running: 2, completed: 3, failed: 3, timed_out: 3, cancelled: 3, cleaning: 4, cleaned: 5 };
+// Only a queued job can be admitted or leave the queue: every other state ignores those facts.
+for (const state of Object.keys(TABLE) as StateName[]) {
+  if (state !== 'queued') TABLE[state] = { admitted: 'ignored', admittedBackfill: 'ignored', queueTimedOut: 'ignored', queueLargerThanHost: 'ignored', ...TABLE[state] };
+}
+
+const RANK: Record<JobState, number> = { queued: -1, pending: 0, starting: 1, running: 2, completed: 3, failed: 3, timed_out: 3, cancelled: 3, expired: 3, cleaning: 4, cleaned: 5 };
 const cells = (Object.keys(STATES) as StateName[]).flatMap((s) => (Object.keys(FACTS) as FactName[]).map((f) => [s, f] as const));
 
 describe('the state table: every state × every fact', () => {
@@ -628,17 +675,6 @@ describe('whole lives', () => {
 
   it('the Ending survives the row as JSON', () => {
     expect(endingOf(live(STATES.running, exited(5)).job)).toEqual({ endedAt: NOW, exitCode: 5, oomKilled: false });
-  });
-});
-
-describe('admission', () => {
-  const capacity = { cpus: 4, memoryGb: 6 };
-  it('admits what fits and refuses the rest with the 429 figures', () => {
-    expect(admission({ requested: { cpus: 1, memoryGb: 1 }, held: { jobs: 3, cpus: 3, memoryGb: 3 }, capacity })).toBeUndefined();
-    expect(admission({ requested: { cpus: 2, memoryGb: 1 }, held: { jobs: 3, cpus: 3, memoryGb: 3 }, capacity })).toEqual({
-      requested: { cpus: 2, memory_gb: 1 }, available: { cpus: 1, memory_gb: 3 }, host_capacity: { cpus: 4, memory_gb: 6 }, running_jobs: 3,
-    });
-    expect(admission({ requested: { cpus: 1, memoryGb: 1 }, held: { jobs: 5, cpus: 5, memoryGb: 7 }, capacity })?.available).toEqual({ cpus: 0, memory_gb: 0 });
   });
 });
 
