@@ -5,7 +5,7 @@
  * An actor module's default export is the value returned by `defineActor`; it runs on its own
  * worker thread (see actor-host.ts), so nothing here is shared memory.
  */
-import type { ErrorCodeOf, Protocol } from './envelope.ts';
+import type { ErrorCodeOf, FAULT_CRASH, FaultCrash, Protocol } from './envelope.ts';
 import { CodedError } from './errors.ts';
 
 /** The request type of a protocol as a discriminated union, e.g. for logging or validation. */
@@ -56,18 +56,32 @@ export interface RuntimeEvents {
   'actor-restarts': Record<string, number>;
 }
 
-export interface ActorContext<Config = unknown> {
+/**
+ * What an application's actors may name, so that a wrong peer, request, topic or payload is a
+ * compile error: each actor name with its protocol, each topic with its payload. The runtime
+ * knows no actor; an application declares its own (actors/registry.ts) and passes it to
+ * defineActor. The default, for tests and loose use, accepts any name.
+ */
+export interface Registry {
+  peers: Record<string, Protocol>;
+  topics: Record<string, unknown>;
+}
+
+/** Requests every actor answers, whatever its protocol (the runtime handles them). */
+export type RuntimeRequests = Record<typeof FAULT_CRASH, { req: FaultCrash; res: void }>;
+
+export interface ActorContext<Config = unknown, R extends Registry = Registry> {
   readonly name: string;
   readonly config: Config;
   readonly log: ActorLog;
-  peer<P extends Protocol>(name: string): ActorRef<P>;
+  peer<N extends keyof R['peers'] & string>(name: N): ActorRef<R['peers'][N] & RuntimeRequests>;
   /** One-way event to every peer (and the supervisor). */
-  publish(topic: string, payload: unknown): void;
+  publish<T extends keyof R['topics'] & string>(topic: T, payload: R['topics'][T]): void;
   /** Events from peers and the supervisor; returns an unsubscribe function. */
-  subscribe<T>(topic: string, handler: (payload: T, from: string) => void): () => void;
+  subscribe<T extends keyof (R['topics'] & RuntimeEvents) & string>(topic: T, handler: (payload: (R['topics'] & RuntimeEvents)[T], from: string) => void): () => void;
 }
 
-export interface ActorDefinition<P extends Protocol, Config> {
+export interface ActorDefinition<P extends Protocol, Config, R extends Registry = Registry> {
   /**
    * The domain error codes its handlers may throw (every code the protocol's requests declare);
    * none when absent. A CodedError with any other code is a bug: the caller gets internal_error
@@ -75,11 +89,11 @@ export interface ActorDefinition<P extends Protocol, Config> {
    */
   errors?: ReadonlyArray<ErrorCodeOf<P>>;
   /** Runs once per thread start; resolves with the handlers. A throw here is a crash. */
-  start(ctx: ActorContext<Config>): Handlers<P> | Promise<Handlers<P>>;
+  start(ctx: ActorContext<Config, R>): Handlers<P> | Promise<Handlers<P>>;
   /** Graceful stop: finish in-flight work within `graceMs`, release resources. */
   stop?(graceMs: number): void | Promise<void>;
 }
 
-export function defineActor<P extends Protocol, Config = unknown>(def: ActorDefinition<P, Config>): ActorDefinition<P, Config> {
+export function defineActor<P extends Protocol, Config = unknown, R extends Registry = Registry>(def: ActorDefinition<P, Config, R>): ActorDefinition<P, Config, R> {
   return def;
 }

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createAdaptorServer, serve, type ServerType } from '@hono/node-server';
 import { defineActor } from '../../runtime/actor.ts';
+import type { FlashpodsRegistry } from '../registry.ts';
 import type { ActorState, RuntimeEvents } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import type { CleanupReport, JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
@@ -30,21 +31,21 @@ import { uploadsRoutes } from './uploads-routes.ts';
 let servers: ServerType[] = [];
 let db: Db | undefined;
 
-export default defineActor<ApiProtocol, FlashpodsConfig>({
+export default defineActor<ApiProtocol, FlashpodsConfig, FlashpodsRegistry>({
   async start(ctx) {
     const { config } = ctx;
     let states: Record<string, ActorState> = {};
-    ctx.subscribe<RuntimeEvents['actor-states']>('actor-states', (s) => (states = s));
+    ctx.subscribe('actor-states', (s) => (states = s));
     const watch = new JobWatch();
-    ctx.subscribe<JobChanged>(SCHEDULER_EVENTS.jobChanged, ({ jobId, status }) => watch.notify(jobId, status));
+    ctx.subscribe(SCHEDULER_EVENTS.jobChanged, ({ jobId, status }) => watch.notify(jobId, status));
     const metrics = new Metrics();
-    ctx.subscribe<RuntimeEvents['actor-restarts']>('actor-restarts', (r) => metrics.recordRestarts(r));
-    ctx.subscribe<CleanupReport>(SCHEDULER_EVENTS.cleanupDone, (report) => metrics.recordCleanup(report));
+    ctx.subscribe('actor-restarts', (r) => metrics.recordRestarts(r));
+    ctx.subscribe(SCHEDULER_EVENTS.cleanupDone, (report) => metrics.recordCleanup(report));
     ctx.subscribe(SCHEDULER_EVENTS.admissionRejected, () => metrics.recordAdmissionRejected());
     db = openDatabase(config.paths.db, { readonly: true });
     const reads = new JobReads(db);
     const paths = jobPaths(config.paths);
-    const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
+    const scheduler = ctx.peer('scheduler');
 
     const app = createApp(
       {

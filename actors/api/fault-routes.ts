@@ -6,13 +6,15 @@
  */
 import type { Hono } from 'hono';
 import type { ActorContext } from '../../runtime/actor.ts';
+import { isActorName, type FlashpodsRegistry } from '../registry.ts';
 import { FAULT_CRASH, type FaultCrash } from '../../runtime/envelope.ts';
 import type { AppEnv } from './app.ts';
 
-export function faultRoutes(ctx: ActorContext) {
+export function faultRoutes(ctx: ActorContext<unknown, FlashpodsRegistry>) {
   return (app: Hono<AppEnv>) => {
     app.post('/_faults/crash/:actor', async (c) => {
       const actor = c.req.param('actor');
+      if (!isActorName(actor)) return c.json({ error: 'not_found', message: `No actor ${actor}.` }, 404);
       const how: FaultCrash['how'] = c.req.query('how') === 'exit' ? 'exit' : 'throw';
       if (actor === ctx.name) {
         setTimeout(() => {
@@ -20,7 +22,7 @@ export function faultRoutes(ctx: ActorContext) {
           throw new Error('fault injection: crash requested');
         }, 50);
       } else {
-        await ctx.peer<Record<typeof FAULT_CRASH, { req: FaultCrash; res: void }>>(actor).call(FAULT_CRASH, { how });
+        await ctx.peer(actor).call(FAULT_CRASH, { how });
       }
       return c.json({ crashing: actor, how }, 202);
     });

@@ -7,6 +7,7 @@
  * breaks down; an index of a job already being indexed is absorbed.
  */
 import { defineActor } from '../../runtime/actor.ts';
+import type { FlashpodsRegistry } from '../registry.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import { ACCEPTED } from '../contract/commands.ts';
@@ -48,10 +49,10 @@ export function describeDropped(dropped: Dropped[]): string | undefined {
   return parts.length === 0 ? undefined : `artifacts dropped: ${parts.join('; ')}`;
 }
 
-export default defineActor<ArtifactsProtocol, FlashpodsConfig>({
+export default defineActor<ArtifactsProtocol, FlashpodsConfig, FlashpodsRegistry>({
   start(ctx) {
     const { config, log } = ctx;
-    const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
+    const scheduler = ctx.peer('scheduler');
     pool = createTaskPool<IndexInput, IndexOutput>(new URL('./index-tree.task.ts', import.meta.url), 1);
     const tasks = pool;
     const budgetMs = config.timing.artifactIndexBudgetMs;

@@ -19,6 +19,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { defineActor, isCallError, type ActorLog, type ActorRef } from '../../runtime/actor.ts';
+import type { FlashpodsRegistry } from '../registry.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import { ACCEPTED } from '../contract/commands.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
@@ -72,7 +73,7 @@ let diskPool: TaskPool<MeasureDiskInput, MeasureDiskOutput> | undefined;
 const tracked = new Map<string, Tracked>();
 let openExecutor: PodmanExecutor | undefined;
 
-export default defineActor<ContainersProtocol, FlashpodsConfig>({
+export default defineActor<ContainersProtocol, FlashpodsConfig, FlashpodsRegistry>({
   async start(ctx) {
     const { config, log } = ctx;
     const podman = await PodmanExecutor.open(new Docker({ socketPath: config.paths.podmanSocket }), {
@@ -84,7 +85,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig>({
     openExecutor = podman;
     const executor: JobExecutor = podman;
     log.debug(`job logs come from ${podman.logSource === 'conmon-file' ? `conmon's files in ${config.paths.containerLogs}` : 'an attach per job'}`, { event: 'log_source', source: podman.logSource });
-    const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
+    const scheduler = ctx.peer('scheduler');
     const outage = new Outage(log, config.paths.podmanSocket, config.timing.reconcileIntervalMs);
     const reporter = new Reporter(scheduler, log);
     const report = (jobId: string, fact: Fact) => reporter.report(jobId, fact);

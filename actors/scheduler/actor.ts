@@ -11,6 +11,7 @@
  * each report with whatever is still missing.
  */
 import { defineActor, isCallError, type ActorRef } from '../../runtime/actor.ts';
+import type { FlashpodsRegistry } from '../registry.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import { indexGiveUpMs, type ArtifactsProtocol } from '../artifacts/messages.ts';
 import type { ContainersProtocol } from '../containers/messages.ts';
@@ -44,7 +45,7 @@ let cleanupTimer: NodeJS.Timeout | undefined;
 let deadlines: Deadlines | undefined;
 let queueTimer: NodeJS.Timeout | undefined;
 
-export default defineActor<SchedulerProtocol, FlashpodsConfig>({
+export default defineActor<SchedulerProtocol, FlashpodsConfig, FlashpodsRegistry>({
   errors: SCHEDULER_ERRORS,
   start(ctx) {
     const { config, log } = ctx;
@@ -60,8 +61,8 @@ export default defineActor<SchedulerProtocol, FlashpodsConfig>({
     });
     const { reads } = store;
     const instanceId = reads.instanceId();
-    const containers: ActorRef<ContainersProtocol> = ctx.peer<ContainersProtocol>('containers');
-    const artifacts: ActorRef<ArtifactsProtocol> = ctx.peer<ArtifactsProtocol>('artifacts');
+    const containers: ActorRef<ContainersProtocol> = ctx.peer('containers');
+    const artifacts: ActorRef<ArtifactsProtocol> = ctx.peer('artifacts');
     const uploads = new Uploads(db, {
       uploadsDir: config.paths.uploads,
       sealedDir: config.paths.sealedUploads,

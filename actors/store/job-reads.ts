@@ -84,6 +84,17 @@ export class JobReads {
     return this.db.prepare("SELECT count(*) FROM jobs WHERE status = 'queued'").pluck().get() as number;
   }
 
+  /** How long each job that left the queue waited there (queued_at → admitted_at), by type. */
+  queueWaits(): Array<{ type: JobType; seconds: number }> {
+    return this.db.prepare('SELECT job_type AS type, (admitted_at - queued_at) / 1000.0 AS seconds FROM jobs WHERE queued_at IS NOT NULL AND admitted_at IS NOT NULL')
+      .all() as Array<{ type: JobType; seconds: number }>;
+  }
+
+  /** Jobs started ahead of a waiting queue head, by a backfill that could not delay it. */
+  backfilledCount(): number {
+    return this.db.prepare('SELECT count(*) FROM jobs WHERE backfilled = 1').pluck().get() as number;
+  }
+
   /** A queued job's place in the queue, from 1; undefined for a job not queued. */
   queuePosition(job: JobRow): number | undefined {
     if (job.status !== 'queued' || job.queue_seq === null) return undefined;

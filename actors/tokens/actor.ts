@@ -13,6 +13,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { defineActor } from '../../runtime/actor.ts';
+import type { FlashpodsRegistry } from '../registry.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import { exchange } from './exchange.ts';
 import type { TokensProtocol, TokensStatus } from './messages.ts';
@@ -40,7 +41,7 @@ function send(res: ServerResponse, status: number, body: unknown, extra: Record<
   res.end(text);
 }
 
-export default defineActor<TokensProtocol, FlashpodsConfig>({
+export default defineActor<TokensProtocol, FlashpodsConfig, FlashpodsRegistry>({
   async start(ctx) {
     const { config, log } = ctx;
     const socketPath = config.paths.tokenSocket;

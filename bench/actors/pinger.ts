@@ -12,10 +12,15 @@ export type PingerProtocol = {
   run: { req: MeasureOptions; res: MeasureResult };
 };
 
-export default defineActor<PingerProtocol>({
+interface PingerRegistry {
+  peers: { ponger: PongerProtocol };
+  topics: Record<never, never>;
+}
+
+export default defineActor<PingerProtocol, unknown, PingerRegistry>({
   start(ctx) {
     pinFromConfig(ctx.name, ctx.config);
-    const ponger = ctx.peer<PongerProtocol>('ponger');
+    const ponger = ctx.peer('ponger');
     return {
       run: (options) => measure((seq) => ponger.call('ping', { seq }), options),
     };

@@ -6,6 +6,7 @@ import artifactsActor from '../../../actors/artifacts/actor.ts';
 import { loadConfig } from '../../../actors/contract/config.ts';
 import { next } from '../../../actors/scheduler/lifecycle.ts';
 import type { ActorContext, ActorLog, ActorRef } from '../../../runtime/actor.ts';
+import type { FlashpodsRegistry } from '../../../actors/registry.ts';
 import { env, NOW, STATES } from '../scheduler/lifecycle-fixtures.ts';
 
 // The scheduler here is a stand-in that records the facts reported to it; the index task and
@@ -37,7 +38,7 @@ describe('when indexing itself breaks down, the job still settles', () => {
     writeFileSync(join(home, 'not-a-dir'), '');
     const config = loadConfig({ env: { FLASHPODS_HOME: home } });
     const scheduler = recorder();
-    const ctx = { name: 'artifacts', config, log, peer: () => scheduler.ref, publish: () => undefined, subscribe: () => () => undefined } as ActorContext<typeof config>;
+    const ctx = { name: 'artifacts', config, log, peer: () => scheduler.ref, publish: () => undefined, subscribe: () => () => undefined } as unknown as ActorContext<typeof config, FlashpodsRegistry>;
     const handlers = await artifactsActor.start(ctx);
     try {
       const dir = join(home, 'not-a-dir', 'job_aaaaaaaaaaaaaaaa');
