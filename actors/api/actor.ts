@@ -37,12 +37,12 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
     ctx.subscribe<RuntimeEvents['actor-states']>('actor-states', (s) => (states = s));
     const watch = new JobWatch();
     ctx.subscribe<JobChanged>(SCHEDULER_EVENTS.jobChanged, ({ jobId, status }) => watch.notify(jobId, status));
-    const metrics = new Metrics();
+    db = openDatabase(config.paths.db, { readonly: true });
+    const reads = new JobReads(db);
+    const metrics = new Metrics(reads, config);
     ctx.subscribe<RuntimeEvents['actor-restarts']>('actor-restarts', (r) => metrics.recordRestarts(r));
     ctx.subscribe<CleanupReport>(SCHEDULER_EVENTS.cleanupDone, (report) => metrics.recordCleanup(report));
     ctx.subscribe(SCHEDULER_EVENTS.admissionRejected, () => metrics.recordAdmissionRejected());
-    db = openDatabase(config.paths.db, { readonly: true });
-    const reads = new JobReads(db);
     const paths = jobPaths(config.paths);
     const scheduler = ctx.peer<SchedulerProtocol>('scheduler');
 
@@ -59,7 +59,7 @@ export default defineActor<ApiProtocol, FlashpodsConfig>({
       [uploadsRoutes({ config, paths, reads, scheduler }), jobsRoutes({ config, paths, reads, scheduler, watch }), artifactsRoutes({ config, paths, reads }),
         (app) => app.get('/openapi.json', (c) => c.json(OPENAPI)),
         ...(config.faultInjection ? [faultRoutes(ctx)] : []),
-        (app) => app.get('/metrics', async (c) => c.text(await metrics.render(reads, config), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }))],
+        (app) => app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'Content-Type': metrics.contentType }))],
     );
 
     const address = await new Promise<AddressInfo>((resolve, reject) => {
