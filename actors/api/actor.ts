@@ -9,9 +9,8 @@ import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createAdaptorServer, serve, type ServerType } from '@hono/node-server';
 import { defineActor } from '../../runtime/actor.ts';
 import type { FlashpodsRegistry } from '../registry.ts';
-import type { ActorState, RuntimeEvents } from '../../runtime/actor.ts';
+import type { ActorState } from '../../runtime/actor.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
-import type { CleanupReport, JobChanged, SchedulerProtocol } from '../scheduler/messages.ts';
 import { SCHEDULER_EVENTS } from '../scheduler/messages.ts';
 import { jobPaths } from '../contract/job-paths.ts';
 import { openDatabase, type Db } from '../store/database.ts';
@@ -38,12 +37,12 @@ export default defineActor<ApiProtocol, FlashpodsConfig, FlashpodsRegistry>({
     ctx.subscribe('actor-states', (s) => (states = s));
     const watch = new JobWatch();
     ctx.subscribe(SCHEDULER_EVENTS.jobChanged, ({ jobId, status }) => watch.notify(jobId, status));
-    const metrics = new Metrics();
+    db = openDatabase(config.paths.db, { readonly: true });
+    const reads = new JobReads(db);
+    const metrics = new Metrics(reads, config);
     ctx.subscribe('actor-restarts', (r) => metrics.recordRestarts(r));
     ctx.subscribe(SCHEDULER_EVENTS.cleanupDone, (report) => metrics.recordCleanup(report));
     ctx.subscribe(SCHEDULER_EVENTS.admissionRejected, () => metrics.recordAdmissionRejected());
-    db = openDatabase(config.paths.db, { readonly: true });
-    const reads = new JobReads(db);
     const paths = jobPaths(config.paths);
     const scheduler = ctx.peer('scheduler');
 
@@ -60,7 +59,7 @@ export default defineActor<ApiProtocol, FlashpodsConfig, FlashpodsRegistry>({
       [uploadsRoutes({ config, paths, reads, scheduler }), jobsRoutes({ config, paths, reads, scheduler, watch }), artifactsRoutes({ config, paths, reads }),
         (app) => app.get('/openapi.json', (c) => c.json(OPENAPI)),
         ...(config.faultInjection ? [faultRoutes(ctx)] : []),
-        (app) => app.get('/metrics', async (c) => c.text(await metrics.render(reads, config), 200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' }))],
+        (app) => app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'Content-Type': metrics.contentType }))],
     );
 
     const address = await new Promise<AddressInfo>((resolve, reject) => {

@@ -1,34 +1,36 @@
 /**
  * @module queue-metrics
- * The job queue's metrics (issue 15), named as in metrics.ts and, like its job counts and
- * durations, read from the database at scrape time so they survive restarts. Draft: not yet
- * rendered; it needs the queue's columns (status `queued`, queued_at, admitted_at, backfilled),
- * and metrics.ts renders each row with its Family the way it renders flashpods_jobs and
- * flashpods_job_duration_seconds.
+ * The job queue's metrics (issue 15), declared with prom-client on the API actor's own registry
+ * and, like the job counts and durations in metrics.ts, read from the database at scrape time so
+ * they survive restarts.
  */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { JobReads } from '../store/job-reads.ts';
+import { histogramFromRows } from './histogram-from-rows.ts';
 
 /** Seconds: from a blink to the longest queue_timeout_minutes (24 h). */
-export const QUEUE_WAIT_BUCKETS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 86400];
+const QUEUE_WAIT_BUCKETS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 86400];
 
-export const QUEUE_METRICS = {
-  depth: {
-    name: 'flashpods_queue_depth',
-    type: 'gauge',
-    help: 'Jobs waiting in the queue.',
-    sql: "SELECT count(*) FROM jobs WHERE status = 'queued'",
-  },
-  wait: {
-    name: 'flashpods_queue_wait_seconds',
-    type: 'histogram',
-    help: 'Time queued jobs waited before they started, by job type.',
-    labels: ['type'],
-    buckets: QUEUE_WAIT_BUCKETS,
-    sql: 'SELECT job_type AS type, (admitted_at - queued_at) / 1000.0 AS s FROM jobs WHERE queued_at IS NOT NULL AND admitted_at IS NOT NULL',
-  },
-  backfilled: {
-    name: 'flashpods_jobs_backfilled_total',
-    type: 'counter',
-    help: 'Jobs started ahead of a waiting queue head, by backfill that could not delay it.',
-    sql: 'SELECT count(*) FROM jobs WHERE backfilled = 1',
-  },
-} as const;
+/** What the read model (store/job-reads.ts) answers for the queue's metrics at each scrape. */
+export type QueueReads = Pick<JobReads, 'queueLength' | 'queueWaits' | 'backfilledCount'>;
+
+export function declareQueueMetrics(registry: Registry, reads: QueueReads): void {
+  const registers = [registry];
+  new Gauge({
+    name: 'flashpods_queue_depth', help: 'Jobs waiting in the queue.', registers,
+    collect() {
+      this.set(reads.queueLength());
+    },
+  });
+  histogramFromRows({
+    name: 'flashpods_queue_wait_seconds', help: 'Time queued jobs waited before they started, by job type.', buckets: QUEUE_WAIT_BUCKETS, registry,
+    rows: () => reads.queueWaits(),
+  });
+  new Counter({
+    name: 'flashpods_jobs_backfilled_total', help: 'Jobs started ahead of a waiting queue head, by backfill that could not delay it.', registers,
+    collect() {
+      this.reset();
+      this.inc(reads.backfilledCount());
+    },
+  });
+}

@@ -102,6 +102,11 @@ describe('the queue', () => {
     const lines = stack.server.logLines();
     expect(lines.filter((l) => l.event === 'job_backfilled').map((l) => l.job_id).sort()).toEqual([id('D'), id('F')].sort());
     expect(lines.filter((l) => l.event === 'job_dequeued').map((l) => l.job_id).sort()).toEqual([id('C'), id('E')].sort());
+    // The metrics read the queue from the database: empty now, two backfills, four waits.
+    const metrics = await (await stack.server.fetch('/metrics')).text();
+    expect(metrics).toContain('\nflashpods_queue_depth 0\n');
+    expect(metrics).toContain('\nflashpods_jobs_backfilled_total 2\n');
+    expect(metrics).toContain('\nflashpods_queue_wait_seconds_count{type="worker"} 4\n');
   });
 
   it('expires a job that waits past its queue_timeout_minutes, and cancels a queued job without a container', async () => {
