@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import type { ArtifactListResponse, JobCreatedResponse, JobListResponse, JobResponse, OutputResponse } from '../actors/contract/api-schemas.ts';
 import { MAX_ARTIFACT_NAME } from '../actors/contract/artifacts.ts';
 import {
   DEFAULT_WORKER_IMAGE, ID_PATTERNS, isTerminal, LIST_LIMIT, MAX_COMMAND_CHARS, MAX_CONTEXT_CHARS, MAX_IMAGE_CHARS, MAX_TASK_CHARS,
@@ -101,20 +102,8 @@ const NEXT_AFTER_SPAWN =
 
 // ---------------------------------------------------------------- helpers
 
-interface JobView {
-  id: string;
-  type: 'worker' | 'agent';
-  status: JobState;
-  exit_code?: number | null;
-  error?: string | null;
-  elapsed_seconds?: number;
-  duration_seconds?: number;
-  actual_runtime_seconds?: number;
-  created_at: string;
-  started_at?: string | null;
-  completed_at?: string | null;
-  [key: string]: unknown;
-}
+/** GET /jobs/:id's answer (contract/api-schemas.ts). */
+type JobView = JobResponse;
 
 /** get_job_status's answer: status, exit_code when terminal, elapsed_seconds, error. */
 export function statusView(job: JobView): Record<string, unknown> {
@@ -169,7 +158,7 @@ async function createJob(ctx: ToolContext, call: CallContext, body: Record<strin
   // One client_job_id per tool call, reused by every retry: a lost answer never makes two jobs.
   const request = { ...body, client_job_id: randomUUID(), ...(upload ? { files_id: upload.upload_id } : {}) };
   try {
-    const answer = await ctx.api.json<{ job_id: string; status: string; created: boolean; clamped?: unknown; message?: string; queue_position?: number }>('POST', '/jobs', {
+    const answer = await ctx.api.json<JobCreatedResponse>('POST', '/jobs', {
       body: request, signal: call.signal, onRetry: retryNote(call, 'create job'),
     });
     const position = answer.body.queue_position;
@@ -402,7 +391,7 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     fieldCodes: { job_id: 'job_not_found', tail: 'invalid_query' },
     async run(args, call) {
-      const answer = await api.json<{ output: string; lines: number; truncated: boolean; total_bytes: number }>('GET', `/jobs/${args.job_id}/output`, {
+      const answer = await api.json<OutputResponse>('GET', `/jobs/${args.job_id}/output`, {
         query: { tail: args.tail }, signal: call.signal, onRetry: retryNote(call, 'job output'),
       });
       return { job_id: args.job_id, ...answer.body };
@@ -421,7 +410,7 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
     async run(args, call) {
       // Indexing takes a moment after the job ends; wait for it briefly rather than list half.
       for (let i = 0; ; i++) {
-        const answer = await api.json<{ artifacts: Array<{ name: string; size_bytes: number; created_at: string }>; total_size_bytes: number; expires_at: string | null; copy_in_progress: boolean }>(
+        const answer = await api.json<ArtifactListResponse>(
           'GET', `/jobs/${args.job_id}/artifacts`, { signal: call.signal, onRetry: retryNote(call, 'artifacts') },
         );
         if (!answer.body.copy_in_progress || i >= 20) return { job_id: args.job_id, count: answer.body.artifacts.length, ...answer.body };
@@ -480,7 +469,7 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     fieldCodes: { status: 'invalid_query', limit: 'invalid_query' },
     async run(args, call) {
-      const answer = await api.json<{ jobs: Array<Record<string, unknown>>; total: number }>('GET', '/jobs', {
+      const answer = await api.json<JobListResponse>('GET', '/jobs', {
         query: { status: args.status, limit: args.limit }, signal: call.signal, onRetry: retryNote(call, 'list jobs'),
       });
       return { status: args.status, limit: args.limit, total: answer.body.total, jobs: answer.body.jobs.map(({ id, ...rest }) => ({ job_id: id, ...rest })) };

@@ -20,6 +20,7 @@ import type { JobReads } from '../store/job-reads.ts';
 import type { ArtifactRow, JobRow } from '../store/rows.ts';
 import type { AppEnv } from './app.ts';
 import { isoTime } from './views.ts';
+import type { ArtifactListResponse } from '../contract/api-schemas.ts';
 
 export interface ArtifactsRoutesDeps {
   config: FlashpodsConfig;
@@ -110,11 +111,11 @@ export function artifactsRoutes({ config, paths, reads }: ArtifactsRoutesDeps) {
       const job = jobFor(c.req.param('id'));
       const rows = reads.artifacts(job.id);
       return c.json({
-        artifacts: rows.map((a) => ({ name: a.name, size_bytes: a.size_bytes, created_at: isoTime(a.created_at) })),
+        artifacts: rows.map((a) => ({ name: a.name, size_bytes: a.size_bytes, created_at: isoTime(a.created_at)! })),
         total_size_bytes: rows.reduce((sum, a) => sum + a.size_bytes, 0),
         expires_at: isoTime(job.completed_at === null ? null : job.completed_at + config.ttl.artifactMs),
         copy_in_progress: job.artifacts_indexed_at === null,
-      });
+      } satisfies ArtifactListResponse);
     });
 
     app.get('/jobs/:id/artifacts/:name', async (c) => {

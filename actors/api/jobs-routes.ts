@@ -9,6 +9,7 @@ import type { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { ActorRef } from '../../runtime/actor.ts';
 import { readLogTail } from '../containers/log-capture.ts';
+import type { JobCreatedResponse, JobListResponse, OutputResponse } from '../contract/api-schemas.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
 import type { JobPaths } from '../contract/job-paths.ts';
 import { apiError } from '../contract/errors.ts';
@@ -62,7 +63,7 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
       const queued = position === undefined ? {} : { queue_position: position };
       if (!created) return c.json({ job_id: job.id, status: job.status, created: false, ...queued, message: 'Existing job returned (idempotent)' }, 200);
       const status: JobState = job.status === 'pending' ? 'starting' : job.status;
-      const response: Record<string, unknown> = { job_id: job.id, status, created: true, ...queued };
+      const response: JobCreatedResponse = { job_id: job.id, status, created: true, ...queued };
       if (request.clamped.length > 0) response.clamped = Object.fromEntries(request.clamped.map((f) => [f, f === 'cpus' ? job.cpus : job.memory_gb]));
       return c.json(response, 201);
     });
@@ -72,7 +73,7 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
       if (!Object.hasOwn(STATUS_FILTERS, status)) throw apiError('invalid_query', `status must be one of ${Object.keys(STATUS_FILTERS).join(', ')} (got ${JSON.stringify(status)}).`);
       const limit = intQuery(c.req.query('limit'), 'limit', LIST_LIMIT.default, LIST_LIMIT.max);
       const { jobs, total } = reads.jobs(STATUS_FILTERS[status as keyof typeof STATUS_FILTERS], limit);
-      return c.json({ jobs: jobs.map((job) => jobListItem(job, reads.queuePosition(job))), total });
+      return c.json({ jobs: jobs.map((job) => jobListItem(job, reads.queuePosition(job))), total } satisfies JobListResponse);
     });
 
     app.get('/jobs/:id', async (c) => {
@@ -101,7 +102,7 @@ export function jobsRoutes(deps: JobsRoutesDeps) {
       if (job.logs_deleted_at !== null || job.status === 'cleaned' || job.status === 'cleaning') throw apiError('logs_deleted', `The log of ${job.id} was deleted by cleanup.`);
       if (job.status === 'pending') throw apiError('logs_not_available');
       const log = await readLogTail(logPath(job.id), tail);
-      return c.json({ output: log.output, lines: log.lines, truncated: job.log_truncated === 1, total_bytes: log.totalBytes });
+      return c.json({ output: log.output, lines: log.lines, truncated: job.log_truncated === 1, total_bytes: log.totalBytes } satisfies OutputResponse);
     });
 
     app.get('/jobs/:id/output/stream', (c) => {

@@ -4,8 +4,9 @@
  * taken from the contract module, so a code added there appears here; a test checks every
  * route's real responses against this document.
  */
+import { ArtifactListSchema, JobCreatedSchema, JobListSchema, JobSchema, openApiComponent, OutputSchema } from '../contract/api-schemas.ts';
 import { ERRORS, type ErrorCode } from '../contract/errors.ts';
-import { ID_PATTERNS, JOB_STATES, JOB_TYPES, LIST_LIMIT, OUTPUT_TAIL, QUEUE_TIMEOUT_MINUTES, STATUS_FILTERS, TIMEOUT_MINUTES } from '../contract/jobs.ts';
+import { ID_PATTERNS, JOB_TYPES, LIST_LIMIT, OUTPUT_TAIL, QUEUE_TIMEOUT_MINUTES, STATUS_FILTERS, TIMEOUT_MINUTES } from '../contract/jobs.ts';
 import { VERSION } from './app.ts';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -196,49 +197,15 @@ export const OPENAPI = {
           need_github_token: { type: 'boolean', default: false, description: 'Worker: the container gets the SPIRE and token sockets and FLASHPODS_NEED_GITHUB_TOKEN=true; an image whose entrypoint is flashpods-tokens (images/worker) trades its SPIRE identity for GITHUB_TOKEN before the command. Without it a worker gets neither socket and no way to any secret. Ignored for agents, which always get their tokens.' },
         },
       },
-      JobCreated: {
-        type: 'object', required: ['job_id', 'status', 'created'],
-        properties: { job_id: { type: 'string' }, status: { enum: JOB_STATES }, created: { type: 'boolean' }, message: { type: 'string' }, clamped: { type: 'object' }, queue_position: { type: 'integer', minimum: 1 } },
-      },
+      JobCreated: openApiComponent(JobCreatedSchema),
       JobCancelled: {
         type: 'object', required: ['job_id', 'status', 'message'],
         properties: { job_id: { type: 'string' }, status: { const: 'cancelled' }, message: { type: 'string' } },
       },
-      Job: {
-        type: 'object', required: ['id', 'type', 'status', 'image', 'cpus', 'memory_gb', 'timeout_minutes', 'created_at'],
-        properties: {
-          id: { type: 'string' }, type: { enum: JOB_TYPES }, status: { enum: JOB_STATES }, image: { type: 'string' },
-          cpus: { type: 'integer' }, memory_gb: { type: 'integer' }, timeout_minutes: { type: 'integer' }, created_at: time,
-          command: { type: 'string' }, task: { type: 'string' }, git_branch: { type: 'string' }, files_id: { type: 'string' },
-          started_at: time, elapsed_seconds: { type: 'integer' }, exit_code: { type: ['integer', 'null'] }, completed_at: nullableTime,
-          duration_seconds: { type: 'integer' }, error: { type: 'string' }, actual_runtime_seconds: { type: 'integer' },
-          queued_at: time, queue_wait_seconds: { type: 'integer' }, queue_timeout_minutes: { type: 'integer' }, queue_position: { type: 'integer', minimum: 1 }, backfilled: { type: 'boolean' },
-        },
-      },
-      JobList: {
-        type: 'object', required: ['jobs', 'total'],
-        properties: {
-          total: { type: 'integer' },
-          jobs: {
-            type: 'array',
-            items: {
-              type: 'object', required: ['id', 'type', 'status', 'command', 'exit_code', 'created_at', 'completed_at'],
-              properties: { id: { type: 'string' }, type: { enum: JOB_TYPES }, status: { enum: JOB_STATES }, command: { type: ['string', 'null'] }, exit_code: { type: ['integer', 'null'] }, created_at: time, completed_at: nullableTime, queue_position: { type: 'integer', minimum: 1 } },
-            },
-          },
-        },
-      },
-      Output: {
-        type: 'object', required: ['output', 'lines', 'truncated', 'total_bytes'],
-        properties: { output: { type: 'string' }, lines: { type: 'integer' }, truncated: { type: 'boolean' }, total_bytes: { type: 'integer' } },
-      },
-      ArtifactList: {
-        type: 'object', required: ['artifacts', 'total_size_bytes', 'expires_at', 'copy_in_progress'],
-        properties: {
-          artifacts: { type: 'array', items: { type: 'object', required: ['name', 'size_bytes', 'created_at'], properties: { name: { type: 'string' }, size_bytes: { type: 'integer' }, created_at: time } } },
-          total_size_bytes: { type: 'integer' }, expires_at: nullableTime, copy_in_progress: { type: 'boolean' },
-        },
-      },
+      Job: openApiComponent(JobSchema),
+      JobList: openApiComponent(JobListSchema),
+      Output: openApiComponent(OutputSchema),
+      ArtifactList: openApiComponent(ArtifactListSchema),
     },
   },
 } as const;

@@ -7,32 +7,11 @@
 import { isTerminal, type JobState } from '../../actors/contract/jobs.ts';
 import { clientFromEnv, UsageError } from '../client.ts';
 import { clean, duration, keyValues, print, printJson, when } from '../format.ts';
+import type { JobResponse } from '../../actors/contract/api-schemas.ts';
 import { jobId, parse, type Command } from './common.ts';
 
-export interface JobView {
-  id: string;
-  type: string;
-  status: JobState;
-  image: string;
-  cpus: number;
-  memory_gb: number;
-  timeout_minutes: number;
-  created_at: string;
-  command?: string;
-  task?: string;
-  git_branch?: string;
-  files_id?: string;
-  started_at?: string;
-  elapsed_seconds?: number;
-  exit_code?: number | null;
-  completed_at?: string | null;
-  duration_seconds?: number;
-  error?: string;
-  actual_runtime_seconds?: number;
-  queue_position?: number;
-  queue_wait_seconds?: number;
-  backfilled?: boolean;
-}
+/** GET /jobs/:id's answer (contract/api-schemas.ts). */
+export type JobView = JobResponse;
 
 /** Each long-poll asks for at most this long (well under the HTTP client's header timeout). */
 const POLL_SECONDS = 60;

@@ -2,22 +2,12 @@
  * @module cli/commands/jobs
  * `flashpods jobs [--status s] [--limit n]`: recent jobs, newest first, as a table.
  */
+import type { JobListResponse } from '../../actors/contract/api-schemas.ts';
 import { LIST_LIMIT, STATUS_FILTERS } from '../../actors/contract/jobs.ts';
 import { clientFromEnv, UsageError } from '../client.ts';
 import { print, printJson, relative, table, terminalWidth } from '../format.ts';
 import { parse, wholeNumber, type Command } from './common.ts';
 
-interface JobItem {
-  id: string;
-  type: string;
-  status: string;
-  command: string | null;
-  exit_code: number | null;
-  created_at: string;
-  completed_at: string | null;
-  /** Its place in the queue while queued. */
-  queue_position?: number;
-}
 
 const STATUSES = Object.keys(STATUS_FILTERS);
 
@@ -34,7 +24,7 @@ export const jobs: Command = {
     const limit = wholeNumber(parsed.values.limit, '--limit', 1, LIST_LIMIT.default)!;
     if (limit > LIST_LIMIT.max) throw new UsageError(`--limit must be at most ${LIST_LIMIT.max} (got ${limit})`);
 
-    const body = await clientFromEnv().json<{ jobs: JobItem[]; total: number }>('GET', '/jobs', { query: { status, limit } });
+    const body = await clientFromEnv().json<JobListResponse>('GET', '/jobs', { query: { status, limit } });
     if (parsed.values.json) {
       printJson(body);
       return 0;

@@ -200,11 +200,12 @@ describe('flashpods client commands', () => {
   });
 
   it('follows a running job log until the job ends', async () => {
-    // 4 s of output: a CLI that starts slowly on a loaded host still attaches before the end.
-    const id = await worker('for i in 1 2 3 4; do echo line $i; sleep 1; done');
+    // 6 s of output: a CLI that starts slowly on a loaded host (3 s was seen with the VM suite
+    // beside it) still attaches a while before the end.
+    const id = await worker('for i in 1 2 3 4 5 6; do echo line $i; sleep 1; done');
     const followed = await cli(['logs', id, '-f']);
     expect(followed.code).toBe(0);
-    expect(followed.stdout.split('\n').filter(Boolean).map((l) => l.replace(STAMP, ''))).toEqual(['line 1', 'line 2', 'line 3', 'line 4']);
+    expect(followed.stdout.split('\n').filter(Boolean).map((l) => l.replace(STAMP, ''))).toEqual(['line 1', 'line 2', 'line 3', 'line 4', 'line 5', 'line 6']);
     expect(followed.stderr).toBe(`[${id} completed, exit 0]\n`);
     // Lines arrived while the job ran, not all at the end.
     const first = followed.chunks.find((c) => c.text.includes('line 1'))!;
@@ -212,8 +213,8 @@ describe('flashpods client commands', () => {
 
     const json = await cli(['logs', id, '-f', '--json', '--tail', '2']);
     expect(json.stdout.trimEnd().split('\n').map((l) => JSON.parse(l))).toEqual([
-      { event: 'line', data: expect.stringMatching(/line 3$/) },
-      { event: 'line', data: expect.stringMatching(/line 4$/) },
+      { event: 'line', data: expect.stringMatching(/line 5$/) },
+      { event: 'line', data: expect.stringMatching(/line 6$/) },
       { event: 'end', status: 'completed', exit_code: 0 },
     ]);
   });
