@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { ArtifactListResponse, JobCreatedResponse, JobListResponse, JobResponse, OutputResponse } from '../actors/contract/api-schemas.ts';
+import type { ArtifactListResponse, CreateJobBody, JobCreatedResponse, JobListResponse, JobResponse, OutputResponse } from '../actors/contract/api-schemas.ts';
 import { MAX_ARTIFACT_NAME } from '../actors/contract/artifacts.ts';
 import {
   DEFAULT_WORKER_IMAGE, ID_PATTERNS, isTerminal, LIST_LIMIT, MAX_COMMAND_CHARS, MAX_CONTEXT_CHARS, MAX_IMAGE_CHARS, MAX_TASK_CHARS,
@@ -140,7 +140,7 @@ const retryNote = (call: CallContext, what: string) => (n: RetryNotice | string)
 const phase = new WeakMap<CallContext, number>();
 const progressValue = (call: CallContext) => phase.get(call) ?? 0;
 
-async function createJob(ctx: ToolContext, call: CallContext, body: Record<string, unknown>, files: { local_path: string; exclude?: string[] | undefined } | undefined) {
+async function createJob(ctx: ToolContext, call: CallContext, body: CreateJobBody, files: { local_path: string; exclude?: string[] | undefined } | undefined) {
   let upload: UploadResult | undefined;
   if (files) {
     upload = await uploadDirectory(files, {
@@ -235,7 +235,7 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
       need_github_token: 'invalid_argument', queue: 'invalid_argument', queue_timeout_minutes: 'invalid_queue_timeout',
     },
     async run(args, call) {
-      const body: Record<string, unknown> = {
+      const body: CreateJobBody = {
         type: 'worker', command: args.command, cpus: args.cpus, memory_gb: args.memory_gb, timeout_minutes: args.timeout_minutes, need_github_token: args.need_github_token,
         queue: args.queue, queue_timeout_minutes: args.queue_timeout_minutes,
       };
@@ -275,7 +275,7 @@ export function buildTools(ctx: ToolContext): ToolSpec[] {
       queue: 'invalid_argument', queue_timeout_minutes: 'invalid_queue_timeout',
     },
     async run(args, call) {
-      const body: Record<string, unknown> = {
+      const body: CreateJobBody = {
         type: 'agent', task: args.task, git_branch: args.git_branch, cpus: args.cpus, memory_gb: args.memory_gb, timeout_minutes: args.timeout_minutes,
         queue: args.queue, queue_timeout_minutes: args.queue_timeout_minutes,
       };

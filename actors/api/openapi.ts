@@ -4,7 +4,7 @@
  * taken from the contract module, so a code added there appears here; a test checks every
  * route's real responses against this document.
  */
-import { ArtifactListSchema, JobCreatedSchema, JobListSchema, JobSchema, openApiComponent, OutputSchema } from '../contract/api-schemas.ts';
+import { ArtifactListSchema, CreateJobSchema, JobCreatedSchema, JobListSchema, JobSchema, openApiComponent, OutputSchema } from '../contract/api-schemas.ts';
 import { ERRORS, type ErrorCode } from '../contract/errors.ts';
 import { ID_PATTERNS, JOB_TYPES, LIST_LIMIT, OUTPUT_TAIL, QUEUE_TIMEOUT_MINUTES, STATUS_FILTERS, TIMEOUT_MINUTES } from '../contract/jobs.ts';
 import { VERSION } from './app.ts';
@@ -178,25 +178,8 @@ export const OPENAPI = {
         type: 'object', required: ['upload_id', 'state', 'size_bytes', 'file_count', 'finalized_at', 'expires_at'],
         properties: { upload_id: { type: 'string' }, state: { const: 'finalized' }, size_bytes: { type: 'integer' }, file_count: { type: 'integer' }, finalized_at: time, expires_at: time },
       },
-      CreateJob: {
-        type: 'object', required: ['type'],
-        properties: {
-          client_job_id: { type: 'string', format: 'uuid', maxLength: 36, description: 'UUID v4; retries with the same id return the same job.' },
-          type: { enum: JOB_TYPES },
-          command: { type: 'string', maxLength: 10_000, description: 'Worker: run as /bin/sh -c COMMAND.' },
-          task: { type: 'string', maxLength: 100_000, description: 'Agent: what the coding agent should do.' },
-          context: { type: 'string', maxLength: 100_000 },
-          git_branch: { type: 'string', description: 'Agent: a valid git ref name.' },
-          files_id: { type: 'string', description: 'A finalized upload, mounted at /work.' },
-          image: { type: 'string', maxLength: 255 },
-          cpus: { type: 'integer', minimum: 1, description: 'Clamped to the type maximum (worker 8, agent 4).' },
-          memory_gb: { type: 'integer', minimum: 1, description: 'Clamped to the type maximum (worker 16, agent 8).' },
-          timeout_minutes: { type: 'integer', minimum: TIMEOUT_MINUTES.min, maximum: TIMEOUT_MINUTES.max },
-          queue: { type: 'boolean', default: false, description: 'When the host is full: wait in the queue (201, status queued, queue_position) instead of a 429. FIFO, with backfill that can never delay the head.' },
-          queue_timeout_minutes: { type: 'integer', minimum: QUEUE_TIMEOUT_MINUTES.min, maximum: QUEUE_TIMEOUT_MINUTES.max, default: QUEUE_TIMEOUT_MINUTES.default, description: 'A queued job still waiting after this long ends expired.' },
-          need_github_token: { type: 'boolean', default: false, description: 'Worker: the container gets the SPIRE and token sockets and FLASHPODS_NEED_GITHUB_TOKEN=true; an image whose entrypoint is flashpods-tokens (images/worker) trades its SPIRE identity for GITHUB_TOKEN before the command. Without it a worker gets neither socket and no way to any secret. Ignored for agents, which always get their tokens.' },
-        },
-      },
+      // A request: defaults may be left out, and nothing else may be sent.
+      CreateJob: openApiComponent(CreateJobSchema, 'input'),
       JobCreated: openApiComponent(JobCreatedSchema),
       JobCancelled: {
         type: 'object', required: ['job_id', 'status', 'message'],

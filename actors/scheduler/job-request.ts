@@ -5,10 +5,10 @@
  * fractional or not a number are rejected; timeout_minutes is never clamped.
  * The API runs this at the edge, so only valid requests become messages to the scheduler.
  */
+import { CreateJobSchema } from '../contract/api-schemas.ts';
 import { apiError, type ErrorCode } from '../contract/errors.ts';
 import {
-  DEFAULT_WORKER_IMAGE, ID_PATTERNS, JOB_TYPES, MAX_COMMAND_CHARS, MAX_CONTEXT_CHARS, MAX_IMAGE_CHARS, MAX_TASK_CHARS,
-  QUEUE_TIMEOUT_MINUTES, TIMEOUT_MINUTES, TYPE_LIMITS, UPLOAD_ID_SHAPE, type JobType,
+  DEFAULT_WORKER_IMAGE, MAX_IMAGE_CHARS, QUEUE_TIMEOUT_MINUTES, TIMEOUT_MINUTES, TYPE_LIMITS, UPLOAD_ID_SHAPE, type JobType,
 } from '../contract/jobs.ts';
 
 export interface JobRequest {
@@ -33,12 +33,12 @@ export interface JobRequest {
   clamped: Array<'cpus' | 'memory_gb'>;
 }
 
-const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
-const IMAGE = /^(?:[a-zA-Z0-9][a-zA-Z0-9.-]*(?::[0-9]+)?\/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/;
+/** Whether a field's value meets its rule in the request's schema (contract/api-schemas.ts). */
+const accepts = (field: keyof typeof CreateJobSchema.shape, value: unknown) => CreateJobSchema.shape[field].safeParse(value).success;
 
 /** `[registry/]name[:tag]` within the length limit; the MCP shim checks it before uploading. */
 export function isValidImage(image: string): boolean {
-  return image.length <= MAX_IMAGE_CHARS && IMAGE.test(image);
+  return accepts('image', image);
 }
 
 /** git check-ref-format rules for a branch name. */
@@ -50,7 +50,7 @@ export function isValidGitRef(name: string): boolean {
   return name.split('/').every((part) => !part.startsWith('.') && !part.endsWith('.lock'));
 }
 
-function text(body: Record<string, unknown>, field: string, max: number, code: ErrorCode, required: boolean): string | undefined {
+function text(body: Record<string, unknown>, field: 'command' | 'task' | 'context' | 'git_branch', code: ErrorCode, required: boolean): string | undefined {
   const value = body[field];
   if (value === undefined || value === null) {
     if (required) throw apiError(code, `${field} is required for this job type.`);
@@ -58,13 +58,13 @@ function text(body: Record<string, unknown>, field: string, max: number, code: E
   }
   if (typeof value !== 'string') throw apiError(code, `${field} must be a string.`);
   if (required && value.trim() === '') throw apiError(code, `${field} must not be empty.`);
-  if (value.length > max) throw apiError(code, `${field} is ${value.length} characters; the limit is ${max}.`);
+  if (!accepts(field, value)) throw apiError(code, `${field} is ${value.length} characters; the limit is ${CreateJobSchema.shape[field].unwrap().maxLength}.`);
   return value;
 }
 
 function resource(value: unknown, field: 'cpus' | 'memory_gb', fallback: number, max: number, code: 'invalid_cpus' | 'invalid_memory'): { value: number; clamped: boolean } {
   if (value === undefined || value === null) return { value: fallback, clamped: false };
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+  if (typeof value !== 'number' || !accepts(field, value)) {
     throw apiError(code, `${field} must be a whole number of at least 1 (got ${JSON.stringify(value)}).`);
   }
   return value > max ? { value: max, clamped: true } : { value, clamped: false };
@@ -72,7 +72,7 @@ function resource(value: unknown, field: 'cpus' | 'memory_gb', fallback: number,
 
 export function parseJobRequest(body: Record<string, unknown>, agentImage: string, defaultImage = DEFAULT_WORKER_IMAGE): JobRequest {
   const type = body.type;
-  if (typeof type !== 'string' || !(JOB_TYPES as readonly string[]).includes(type)) {
+  if (!accepts('type', type)) {
     throw apiError('invalid_job_type', `type must be "worker" or "agent" (got ${JSON.stringify(type ?? null)}).`);
   }
   const jobType = type as JobType;
@@ -80,28 +80,28 @@ export function parseJobRequest(body: Record<string, unknown>, agentImage: strin
   let clientJobId: string | undefined;
   if (body.client_job_id !== undefined && body.client_job_id !== null) {
     const raw = body.client_job_id;
-    if (typeof raw !== 'string' || raw.length > 36 || !UUID_V4.test(raw)) {
+    if (typeof raw !== 'string' || !accepts('client_job_id', raw)) {
       throw apiError('invalid_client_job_id', `client_job_id must be a UUID v4 such as 6f1c3c6e-2f4b-4e8e-9a55-0c7a3f7d2a10 (got ${JSON.stringify(raw)}).`);
     }
     clientJobId = raw.toLowerCase();
   }
 
   const isWorker = jobType === 'worker';
-  const command = isWorker ? text(body, 'command', MAX_COMMAND_CHARS, 'missing_command', true) : undefined;
-  const task = isWorker ? undefined : text(body, 'task', MAX_TASK_CHARS, 'missing_task', true);
+  const command = isWorker ? text(body, 'command', 'missing_command', true) : undefined;
+  const task = isWorker ? undefined : text(body, 'task', 'missing_task', true);
   let context: string | undefined;
   let gitBranch: string | undefined;
   if (isWorker) {
     if (body.context !== undefined && body.context !== null) throw apiError('invalid_context', 'context is only for agent jobs; put what a worker needs in its command or upload.');
   } else {
-    context = text(body, 'context', MAX_CONTEXT_CHARS, 'invalid_context', false);
-    gitBranch = text(body, 'git_branch', 255, 'missing_git_branch', true);
+    context = text(body, 'context', 'invalid_context', false);
+    gitBranch = text(body, 'git_branch', 'missing_git_branch', true);
     if (!isValidGitRef(gitBranch!)) throw apiError('missing_git_branch', `git_branch ${JSON.stringify(gitBranch)} is not a valid git ref name.`);
   }
 
   let filesId: string | undefined;
   if (body.files_id !== undefined && body.files_id !== null) {
-    if (typeof body.files_id !== 'string' || !ID_PATTERNS.upload.test(body.files_id)) {
+    if (typeof body.files_id !== 'string' || !accepts('files_id', body.files_id)) {
       throw apiError('upload_not_found', `files_id ${JSON.stringify(body.files_id)} names no upload; upload ids look like ${UPLOAD_ID_SHAPE}.`);
     }
     filesId = body.files_id;
@@ -124,7 +124,7 @@ export function parseJobRequest(body: Record<string, unknown>, agentImage: strin
   let timeoutMinutes = limits.defaultTimeoutMinutes;
   if (body.timeout_minutes !== undefined && body.timeout_minutes !== null) {
     const t = body.timeout_minutes;
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < TIMEOUT_MINUTES.min || t > TIMEOUT_MINUTES.max) {
+    if (typeof t !== 'number' || !accepts('timeout_minutes', t)) {
       throw apiError('invalid_timeout', `timeout_minutes must be a whole number from ${TIMEOUT_MINUTES.min} to ${TIMEOUT_MINUTES.max} (got ${JSON.stringify(t)}).`);
     }
     timeoutMinutes = t;
@@ -132,16 +132,16 @@ export function parseJobRequest(body: Record<string, unknown>, agentImage: strin
 
   // Agents always get their tokens; for them the flag is validated but means nothing.
   const needGithubToken = body.need_github_token ?? false;
-  if (typeof needGithubToken !== 'boolean') {
+  if (typeof needGithubToken !== 'boolean' || !accepts('need_github_token', needGithubToken)) {
     throw apiError('invalid_json', `need_github_token must be true or false (got ${JSON.stringify(needGithubToken)}).`);
   }
 
   const queue = body.queue ?? false;
-  if (typeof queue !== 'boolean') throw apiError('invalid_json', `queue must be true or false (got ${JSON.stringify(queue)}).`);
+  if (typeof queue !== 'boolean' || !accepts('queue', queue)) throw apiError('invalid_json', `queue must be true or false (got ${JSON.stringify(queue)}).`);
   let queueTimeoutMinutes: number = QUEUE_TIMEOUT_MINUTES.default;
   if (body.queue_timeout_minutes !== undefined && body.queue_timeout_minutes !== null) {
     const t = body.queue_timeout_minutes;
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < QUEUE_TIMEOUT_MINUTES.min || t > QUEUE_TIMEOUT_MINUTES.max) {
+    if (typeof t !== 'number' || !accepts('queue_timeout_minutes', t)) {
       throw apiError('invalid_queue_timeout', `queue_timeout_minutes must be a whole number from ${QUEUE_TIMEOUT_MINUTES.min} to ${QUEUE_TIMEOUT_MINUTES.max} (got ${JSON.stringify(t)}).`);
     }
     queueTimeoutMinutes = t;
