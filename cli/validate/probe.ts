@@ -40,6 +40,8 @@ export interface ProbeRun {
   ms: number;
 }
 
+const DROPPED = new Set(['ECONNRESET', 'EPIPE', 'ECONNREFUSED']);
+
 export class ProbeError extends Error {
   constructor(message: string, readonly kind: 'podman' | 'image' | 'create' | 'timeout') {
     super(message);
@@ -86,21 +88,34 @@ export class Prober {
     const t0 = Date.now();
     const [entry, ...args] = spec.argv;
     let container: Docker.Container;
+    const name = `${PROBE_PREFIX}${this.runId}-${spec.what}`;
+    const create = () => this.docker.createContainer({
+      name,
+      Image: this.image,
+      Entrypoint: [entry!],
+      Cmd: args,
+      Labels: { [JOB_TYPE_LABEL]: spec.jobType },
+      HostConfig: {
+        NetworkMode: this.config.podman.networkMode,
+        ...(this.config.podman.rootless ? { UsernsMode: 'keep-id' } : {}),
+        CapDrop: ['ALL'],
+        SecurityOpt: ['no-new-privileges'],
+        LogConfig: { Type: 'none', Config: {} },
+        Binds: spec.binds ?? [],
+      },
+    });
     try {
-      container = await this.docker.createContainer({
-        name: `${PROBE_PREFIX}${this.runId}-${spec.what}`,
-        Image: this.image,
-        Entrypoint: [entry!],
-        Cmd: args,
-        Labels: { [JOB_TYPE_LABEL]: spec.jobType },
-        HostConfig: {
-          NetworkMode: this.config.podman.networkMode,
-          ...(this.config.podman.rootless ? { UsernsMode: 'keep-id' } : {}),
-          CapDrop: ['ALL'],
-          SecurityOpt: ['no-new-privileges'],
-          LogConfig: { Type: 'none', Config: {} },
-          Binds: spec.binds ?? [],
-        },
+      // A connection Podman dropped without an answer is tried once more (seen on the VM host:
+      // rootless Podman 4.3, five probes at once on a loaded machine, every create answered
+      // "socket hang up"); a refusal is not. The dropped create may have happened: then the
+      // container of that name is the one.
+      container = await create().catch(async (err: NodeJS.ErrnoException) => {
+        if (!DROPPED.has(err.code ?? '') && !/socket hang up/.test(err.message)) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+        return create().catch((again: { statusCode?: number }) => {
+          if (again.statusCode === 409) return this.docker.getContainer(name);
+          throw again;
+        });
       });
     } catch (err) {
       throw new ProbeError(`Podman refused the probe container: ${(err as Error).message}`, 'create');
