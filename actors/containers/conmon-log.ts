@@ -34,6 +34,7 @@
 import { constants, watch, type FSWatcher } from 'node:fs';
 import { lstat, mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { containerLogName } from '../contract/job-paths.ts';
 
 export type ConmonStream = 'stdout' | 'stderr';
 
@@ -104,7 +105,7 @@ const RECORD = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\
 
 /** The job's conmon log in Flashpods' directory for them (prepareConmonLogDir). */
 export function conmonLogPath(dir: string, jobId: string): string {
-  return join(dir, `${jobId}.ctr.log`);
+  return join(dir, containerLogName(jobId));
 }
 
 /**

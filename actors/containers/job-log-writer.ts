@@ -30,6 +30,7 @@
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { captureStateName } from '../contract/job-paths.ts';
 import type { ConmonCursor, ConmonLine, ConmonLog } from './conmon-log.ts';
 import { DEFAULT_LOG_CAP_BYTES, formatLogTime, truncationMarker, type LogCaptureResult } from './log-capture.ts';
 
@@ -62,7 +63,7 @@ export interface CaptureOptions {
 
 /** Beside the job's conmon file, in the same directory (conmonLogPath); both go when the capture is over. */
 export function captureStatePath(dir: string, jobId: string): string {
-  return join(dir, `${jobId}.capture.json`);
+  return join(dir, captureStateName(jobId));
 }
 
 const NEWLINE = 0x0a;

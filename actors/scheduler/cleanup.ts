@@ -114,6 +114,7 @@ export class Cleanup {
         return { type: 'logDeleted' };
       case 'deleteJobFiles':
         await rm(command.logPath, { force: true });
+        await Promise.all(command.containerFiles.map((path) => rm(path, { force: true })));
         await removeTree(command.artifactsDir);
         this.did('job_cleaned', command.jobId);
         return { type: 'jobFilesDeleted' };

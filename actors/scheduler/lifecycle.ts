@@ -104,7 +104,8 @@ export type Command =
   | { type: 'forgetClientKey'; jobId: string }
   | { type: 'deleteArtifacts'; jobId: string; dir: string }
   | { type: 'deleteLog'; jobId: string; path: string }
-  | { type: 'deleteJobFiles'; jobId: string; logPath: string; artifactsDir: string };
+  /** Also conmon's file and the capture state, which the executor deletes with the container (still there when the container vanished unseen). */
+  | { type: 'deleteJobFiles'; jobId: string; logPath: string; artifactsDir: string; containerFiles: string[] };
 
 export interface Transition {
   job: JobRow;
@@ -584,5 +585,7 @@ function indexArtifacts(step: Step): Command {
 }
 
 function deleteJobFiles(step: Step): Command {
-  return { type: 'deleteJobFiles', jobId: step.job.id, logPath: step.env.paths.log(step.job.id), artifactsDir: step.env.paths.artifacts(step.job.id) };
+  const { paths } = step.env;
+  const id = step.job.id;
+  return { type: 'deleteJobFiles', jobId: id, logPath: paths.log(id), artifactsDir: paths.artifacts(id), containerFiles: [paths.containerLog(id), paths.captureState(id)] };
 }

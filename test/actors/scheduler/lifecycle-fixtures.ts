@@ -12,7 +12,7 @@ const MIN = 60_000;
 
 export const env: LifecycleEnv = {
   now: NOW,
-  paths: jobPaths({ logs: '/logs', artifacts: '/artifacts', uploads: '/uploads', sealedUploads: '/sealed' }),
+  paths: jobPaths({ logs: '/logs', artifacts: '/artifacts', containerLogs: '/container-logs', uploads: '/uploads', sealedUploads: '/sealed' }),
   killGraceMs: 10_000,
   timeoutMinuteMs: MIN,
   pendingMaxMs: 5 * MIN,

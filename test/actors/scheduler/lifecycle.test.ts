@@ -606,6 +606,13 @@ describe('whole lives', () => {
     expect([due.job.status, due.commands]).toEqual(['completed', ['deleteArtifacts', 'dropArtifactRows']]);
     const cleaned = live(STATES.logsDue, { type: 'cleanupPass' }, { type: 'jobFilesDeleted' });
     expect([cleaned.job.status, cleaned.job.outcome, cleaned.commands]).toEqual(['cleaned', 'completed', ['deleteJobFiles', 'forgetClientKey']]);
+    // conmon's file and the capture state go too: the executor deletes them with the container,
+    // but one removed behind Flashpods' back leaves them.
+    const id = STATES.logsDue.id;
+    expect(next(STATES.logsDue, { type: 'cleanupPass' }, env).commands).toContainEqual({
+      type: 'deleteJobFiles', jobId: id, logPath: `/logs/${id}.log`, artifactsDir: `/artifacts/${id}`,
+      containerFiles: [`/container-logs/${id}.ctr.log`, `/container-logs/${id}.capture.json`],
+    });
   });
 
   it('over its disk budget a job is SIGKILLed at once and fails with disk_limit_exceeded, whatever its exit', () => {
