@@ -421,12 +421,17 @@ async function packDirectory(pack: tar.Pack, root: string, marker: string): Prom
     }
   };
   await walk('');
-  await entry(pack, { name: marker, type: 'file', mode: 0o600 });
+  await entry(pack, { name: marker, type: 'file', mode: 0o600 }, '');
   pack.finalize();
 }
 
-function entry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0]): Promise<void> {
-  return new Promise((resolve, reject) => pack.entry(header, (err) => (err ? reject(err) : resolve())));
+/** An entry without a body (directory, symlink), or with a small one given whole. */
+function entry(pack: tar.Pack, header: Parameters<tar.Pack['entry']>[0], body?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    if (body === undefined) pack.entry(header, done);
+    else pack.entry(header, body, done);
+  });
 }
 
 interface Collector extends Writable { text(): string }

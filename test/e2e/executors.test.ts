@@ -6,6 +6,8 @@
  * Pick one with FLASHPODS_TEST_EXECUTOR=podman|kubernetes (default: both, one after the other).
  * Timings (create→running, exit→answer) are printed per executor at the end.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { startKubernetesCluster, type KubernetesCluster } from '../support/kubernetes.ts';
@@ -44,6 +46,7 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
   }, 600_000);
 
   afterAll(async () => {
+    if (stack) writeFileSync(join(stack.home, 'server-output.log'), stack.server.rawOutput());
     await stack?.stop();
     await cluster?.stop();
     console.log(`executor ${executor} timings`, JSON.stringify(figures));
@@ -115,7 +118,9 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
   }, 180_000);
 
   it('keeps the log exact, ordered and stamped', async () => {
-    const created = await createJob(stack.server, { type: 'worker', command: 'for i in $(seq 1 500); do echo line-$i; done; echo err >&2; printf no-newline', cpus: 1, memory_gb: 1 });
+    // stdout and stderr are two pipes the runtime reads side by side (conmon; containerd): lines
+    // written to both within the same instant may arrive in either order, so stderr waits a moment.
+    const created = await createJob(stack.server, { type: 'worker', command: 'for i in $(seq 1 500); do echo line-$i; done; sleep 0.3; echo err >&2; sleep 0.3; printf no-newline', cpus: 1, memory_gb: 1 });
     const job = await waitForJob(stack.server, created.body.job_id, { timeoutMs: 60_000 });
     expect(job.status).toBe('completed');
     const output = await json(await stack.server.fetch(`/jobs/${job.id}/output?tail=10000`));
