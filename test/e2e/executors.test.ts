@@ -3,7 +3,7 @@
  * a Flashpods server with FLASHPODS_EXECUTOR=podman against real rootful Podman, and one with
  * FLASHPODS_EXECUTOR=kubernetes against the real single-node cluster of test/support/kubernetes.ts,
  * driven with the credentials of deploy/kubernetes/flashpods-rbac.yaml's ServiceAccount only.
- * Pick one with FLASHPODS_TEST_EXECUTOR=podman|kubernetes (default: both, one after the other).
+ * Pick one with TEST_EXECUTOR=podman|kubernetes (default: both, one after the other).
  * Timings (create→running, exit→answer) are printed per executor at the end.
  */
 import { writeFileSync } from 'node:fs';
@@ -15,12 +15,13 @@ import { TEST_IMAGE } from '../support/podman.ts';
 import { createJob, json, makeUpload, stackContainers, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
 
 type ExecutorName = 'podman' | 'kubernetes';
-const chosen = process.env.FLASHPODS_TEST_EXECUTOR;
-if (chosen !== undefined && chosen !== 'podman' && chosen !== 'kubernetes') throw new Error(`FLASHPODS_TEST_EXECUTOR=${chosen}: must be podman or kubernetes`);
+const chosen = process.env.TEST_EXECUTOR;
+if (chosen !== undefined && chosen !== 'podman' && chosen !== 'kubernetes') throw new Error(`TEST_EXECUTOR=${chosen}: must be podman or kubernetes`);
 const EXECUTORS: ExecutorName[] = chosen ? [chosen] : ['podman', 'kubernetes'];
 
 const LOG_LINE = /^\[\d\d:\d\d:\d\d\.\d{3}\] /;
 const lineTexts = (output: string) => output.split('\n').filter(Boolean).map((l) => l.replace(LOG_LINE, ''));
+const PENDING_TIMEOUT_SECONDS = 20;
 const STACK_ENV = { FLASHPODS_TIMEOUT_MINUTE_SECONDS: '3', FLASHPODS_CAPACITY_CPUS: '8', FLASHPODS_CAPACITY_MEMORY_GB: '8' };
 
 describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
@@ -38,7 +39,7 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
         FLASHPODS_KUBERNETES_NAMESPACE: cluster.namespace,
         FLASHPODS_KUBERNETES_HELPER_IMAGE: TEST_IMAGE,
         FLASHPODS_KUBERNETES_IMAGE_PULL_POLICY: 'Never',
-        FLASHPODS_KUBERNETES_PENDING_TIMEOUT_SECONDS: '60',
+        FLASHPODS_KUBERNETES_PENDING_TIMEOUT_SECONDS: String(PENDING_TIMEOUT_SECONDS),
       });
     } else {
       stack = await startStack(STACK_ENV);
@@ -160,15 +161,25 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
     expect(lineTexts((await json(await stack.server.fetch(`/jobs/${agentJob.id}/output`))).output)).toContain('changed');
   }, 180_000);
 
+  it('fails a job whose image is missing with container_start_failed naming the image', async () => {
+    // Podman: its pull fails. Kubernetes: the Pod stays Pending (ErrImageNeverPull) past the pending timeout.
+    const t0 = Date.now();
+    const created = await createJob(stack.server, { type: 'worker', command: 'true', image: 'localhost/flashpods-missing:1', cpus: 1, memory_gb: 1 });
+    const job = await waitForJob(stack.server, created.body.job_id, { timeoutMs: 90_000 });
+    expect(job.status).toBe('failed');
+    expect(job.error).toMatch(/^container_start_failed: .*localhost\/flashpods-missing:1/);
+    expect(Date.now() - t0).toBeLessThan((PENDING_TIMEOUT_SECONDS + 15) * 1000);
+  }, 120_000);
+
   it('recovers after kill -9 of Flashpods: the job completes and its log has every line once', async () => {
-    const id = await runningJob({ command: 'for i in $(seq 1 40); do echo tick-$i; sleep 0.1; done' });
+    const id = await runningJob({ command: 'for i in $(seq 1 150); do echo tick-$i; sleep 0.1; done' });
     await new Promise((r) => setTimeout(r, 1_500));
     expect(await stack.server.stop('SIGKILL')).toBe(null);
     await new Promise((r) => setTimeout(r, 1_500));
     const restarted = await stack.restartServer();
     const job = await waitForJob(restarted, id, { timeoutMs: 90_000 });
     expect(job).toMatchObject({ status: 'completed', exit_code: 0 });
-    expect(lineTexts((await json(await restarted.fetch(`/jobs/${id}/output`))).output)).toEqual(Array.from({ length: 40 }, (_, i) => `tick-${i + 1}`));
+    expect(lineTexts((await json(await restarted.fetch(`/jobs/${id}/output`))).output)).toEqual(Array.from({ length: 150 }, (_, i) => `tick-${i + 1}`));
   }, 180_000);
 
   it('leaves no job container behind once the jobs are done', async () => {
