@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { jobPodName } from '../../actors/containers/pod-spec.ts';
 import { startKubernetesCluster, type KubernetesCluster } from '../support/kubernetes.ts';
 import { TEST_IMAGE } from '../support/podman.ts';
 import { createJob, json, makeUpload, stackContainers, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
@@ -179,18 +180,41 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
     const restarted = await stack.restartServer();
     const job = await waitForJob(restarted, id, { timeoutMs: 90_000 });
     expect(job).toMatchObject({ status: 'completed', exit_code: 0 });
-    expect(lineTexts((await json(await restarted.fetch(`/jobs/${id}/output`))).output)).toEqual(Array.from({ length: 150 }, (_, i) => `tick-${i + 1}`));
+    expect(lineTexts((await json(await restarted.fetch(`/jobs/${id}/output?tail=1000`))).output)).toEqual(Array.from({ length: 150 }, (_, i) => `tick-${i + 1}`));
   }, 180_000);
+
+  it('fails a running job whose container is deleted behind Flashpods\' back with container_lost_on_recovery', async () => {
+    const id = await runningJob({ command: 'sleep 300' });
+    const t0 = Date.now();
+    await deleteBehindOurBack(id);
+    const job = await waitForJob(stack.server, id, { timeoutMs: 60_000 });
+    expect(job).toMatchObject({ status: 'failed', exit_code: null, error: 'container_lost_on_recovery' });
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  }, 120_000);
 
   it('leaves no job container behind once the jobs are done', async () => {
     await until(async () => (await remaining()) === 0, 60_000, 'job containers removed');
     expect(await remaining()).toBe(0);
   }, 90_000);
 
-  async function remaining(): Promise<number> {
-    if (executor === 'podman') return (await stackContainers(stack)).length;
+  /** `podman rm -f` / `kubectl delete pod --grace-period=0`, as an operator would. */
+  async function deleteBehindOurBack(jobId: string): Promise<void> {
+    if (executor === 'podman') {
+      const [c] = await stack.docker.listContainers({ filters: { label: [`flashpods-job-id=${jobId}`] } });
+      await stack.docker.getContainer(c!.Id).remove({ force: true });
+      return;
+    }
+    await admin().deleteNamespacedPod({ name: jobPodName(jobId), namespace: cluster!.namespace, gracePeriodSeconds: 0 });
+  }
+
+  function admin(): CoreV1Api {
     const kc = new KubeConfig();
     kc.loadFromFile(cluster!.adminKubeconfig);
-    return (await kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: cluster!.namespace, labelSelector: 'flashpods-job=true' })).items.length;
+    return kc.makeApiClient(CoreV1Api);
+  }
+
+  async function remaining(): Promise<number> {
+    if (executor === 'podman') return (await stackContainers(stack)).length;
+    return (await admin().listNamespacedPod({ namespace: cluster!.namespace, labelSelector: 'flashpods-job=true' })).items.length;
   }
 });
