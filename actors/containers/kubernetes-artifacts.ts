@@ -93,7 +93,12 @@ export async function unpackArtifacts(stream: Readable, target: ArtifactUnpack):
         body.resume();
         return next();
       }
-      handleEntry(header, body).then(() => next(), (err) => extract.destroy(err));
+      // An entry that cannot be made (a path through a link: ENOTDIR from O_DIRECTORY | O_NOFOLLOW) is dropped, not the copy.
+      handleEntry(header, body).then(() => next(), (err: Error) => {
+        result.dropped.push({ name: header.name, reason: errorCode(err) ?? err.message });
+        body.resume();
+        next();
+      });
     });
     extract.on('finish', () => resolve());
     extract.on('error', reject);
