@@ -23,15 +23,17 @@ import type { FlashpodsRegistry } from '../registry.ts';
 import { createTaskPool, type TaskPool } from '../../runtime/task-pool.ts';
 import { ACCEPTED } from '../contract/commands.ts';
 import type { FlashpodsConfig } from '../contract/config.ts';
-import { jobErrorText, type JobError } from '../contract/jobs.ts';
+import { jobPaths } from '../contract/job-paths.ts';
+import { jobErrorText, TIMEOUT_MINUTES, type JobError } from '../contract/jobs.ts';
 import type { Fact } from '../scheduler/lifecycle.ts';
 import type { SchedulerProtocol, UnsettledJob } from '../scheduler/messages.ts';
-import { diskBudget, watchDisk, type DiskWatch } from './disk-watch.ts';
+import { diskBudget, MAX_JOB_ENTRIES, watchDisk, type DiskWatch } from './disk-watch.ts';
 import type { JobExecutor, JobLogOptions, LabelledContainer } from './executor.ts';
 import { formatLogTime, type LogCapture } from './log-capture.ts';
 import type { MeasureDiskInput, MeasureDiskOutput } from './measure-disk.task.ts';
 import type { ContainersProtocol, ReconcileReport } from './messages.ts';
 import { checkMountSource, MountSourceRefused } from './mount-source.ts';
+import { KubernetesExecutor } from './kubernetes-executor.ts';
 import { PodmanExecutor } from './podman-executor.ts';
 
 /** How long a create waits for an unreachable backend to come back before the job fails. */
@@ -71,22 +73,49 @@ let reconcileTimer: NodeJS.Timeout | undefined;
 /** One thread: the disk passes of all running jobs take turns, so together they use one core at most. */
 let diskPool: TaskPool<MeasureDiskInput, MeasureDiskOutput> | undefined;
 const tracked = new Map<string, Tracked>();
-let openExecutor: PodmanExecutor | undefined;
+let openedExecutor: { close(): void } | undefined;
+
+/**
+ * FLASHPODS_EXECUTOR: Podman on this host, or Pods on a Kubernetes cluster (kubernetes-executor.ts).
+ * `backend` names it in the outage lines ("<backend> is unreachable").
+ */
+async function openExecutor(config: FlashpodsConfig, log: ActorLog): Promise<{ executor: JobExecutor; backend: string }> {
+  if (config.executor === 'kubernetes') {
+    const k = config.kubernetes;
+    const kubernetes = KubernetesExecutor.open(k.kubeconfig, k.apiUrl, {
+      settings: { namespace: k.namespace, nodeSelector: k.nodeSelector, runAsUser: k.runAsUser, helperImage: k.helperImage, imagePullPolicy: k.imagePullPolicy },
+      maxTimeoutSeconds: Math.ceil((TIMEOUT_MINUTES.max * config.timing.timeoutMinuteMs) / 1000),
+      killGraceSeconds: Math.ceil(config.timing.killGraceMs / 1000),
+      pendingTimeoutMs: k.pendingTimeoutMs,
+      diskBudgetBytes: diskBudget(config.limits).bytes,
+      maxArtifactEntries: MAX_JOB_ENTRIES,
+      stateDir: config.paths.containerLogs,
+      artifactsDir: jobPaths(config.paths).artifacts,
+      warn: (message, fields) => log.warn(message, fields),
+    });
+    mkdirSync(config.paths.containerLogs, { recursive: true, mode: 0o700 });
+    openedExecutor = kubernetes;
+    log.info(`jobs run as Pods in namespace ${k.namespace} of the Kubernetes API server at ${kubernetes.apiUrl}`, { event: 'executor', executor: 'kubernetes', namespace: k.namespace });
+    return { executor: kubernetes, backend: `the Kubernetes API server (${kubernetes.apiUrl})` };
+  }
+  const podman = await PodmanExecutor.open(new Docker({ socketPath: config.paths.podmanSocket }), {
+    // conmon runs as the Podman user: Flashpods' own uid when rootless, root when rootful.
+    conmonPlace: { dir: config.paths.containerLogs, ownerUid: config.podman.rootless ? process.geteuid!() : 0 },
+    logCapBytes: config.limits.logCapBytes,
+    warn: (message, fields) => log.warn(message, fields),
+  });
+  openedExecutor = podman;
+  log.info(`jobs run in Podman containers at ${config.paths.podmanSocket}`, { event: 'executor', executor: 'podman' });
+  log.debug(`job logs come from ${podman.logSource === 'conmon-file' ? `conmon's files in ${config.paths.containerLogs}` : 'an attach per job'}`, { event: 'log_source', source: podman.logSource });
+  return { executor: podman, backend: `Podman (${config.paths.podmanSocket})` };
+}
 
 export default defineActor<ContainersProtocol, FlashpodsConfig, FlashpodsRegistry>({
   async start(ctx) {
     const { config, log } = ctx;
-    const podman = await PodmanExecutor.open(new Docker({ socketPath: config.paths.podmanSocket }), {
-      // conmon runs as the Podman user: Flashpods' own uid when rootless, root when rootful.
-      conmonPlace: { dir: config.paths.containerLogs, ownerUid: config.podman.rootless ? process.geteuid!() : 0 },
-      logCapBytes: config.limits.logCapBytes,
-      warn: (message, fields) => log.warn(message, fields),
-    });
-    openExecutor = podman;
-    const executor: JobExecutor = podman;
-    log.debug(`job logs come from ${podman.logSource === 'conmon-file' ? `conmon's files in ${config.paths.containerLogs}` : 'an attach per job'}`, { event: 'log_source', source: podman.logSource });
+    const { executor, backend } = await openExecutor(config, log);
     const scheduler = ctx.peer('scheduler');
-    const outage = new Outage(log, config.paths.podmanSocket, config.timing.reconcileIntervalMs);
+    const outage = new Outage(log, backend, config.timing.reconcileIntervalMs);
     const reporter = new Reporter(scheduler, log);
     const report = (jobId: string, fact: Fact) => reporter.report(jobId, fact);
     diskPool = createTaskPool<MeasureDiskInput, MeasureDiskOutput>(new URL('./measure-disk.task.ts', import.meta.url), 1);
@@ -241,7 +270,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig, FlashpodsRegistr
         const began = Date.now();
         const gaveUp = () => report(jobId, {
           type: 'startFailed',
-          error: { code: 'container_runtime_unavailable', reason: `Podman was unreachable at ${config.paths.podmanSocket} for ${CREATE_WAIT_MAX_MS / 60_000} minutes` },
+          error: { code: 'container_runtime_unavailable', reason: `${backend} was unreachable for ${CREATE_WAIT_MAX_MS / 60_000} minutes` },
         });
         // While Podman is known to be away the job stays pending: nothing is being created yet.
         while (outage.active) {
@@ -395,7 +424,7 @@ export default defineActor<ContainersProtocol, FlashpodsConfig, FlashpodsRegistr
       } catch (err) {
         lostBackend((err as Error).message);
         const { jobs } = await scheduler.call('unsettledJobs', {});
-        const reason = `Podman was unreachable at ${config.paths.podmanSocket}`;
+        const reason = `${backend} was unreachable`;
         await Promise.all(jobs.filter((j) => j.status === 'pending').map((j) => report(j.jobId, { type: 'runtimeUnreachable', reason })));
         return result;
       }
@@ -465,8 +494,8 @@ export default defineActor<ContainersProtocol, FlashpodsConfig, FlashpodsRegistr
     // Stops following without touching the containers (runtime shutdown); reconcile takes them up later.
     for (const t of tracked.values()) t.watch?.stop.abort();
     tracked.clear();
-    openExecutor?.close();
-    openExecutor = undefined;
+    openedExecutor?.close();
+    openedExecutor = undefined;
     await diskPool?.destroy();
     diskPool = undefined;
   },
@@ -480,20 +509,21 @@ class Outage {
 
   constructor(
     private readonly log: ActorLog,
-    private readonly socket: string,
+    /** What is unreachable, as a sentence's subject: "Podman (<socket>)". */
+    private readonly backend: string,
     private readonly retryMs: number,
   ) {}
 
   began(reason: string): void {
     if (!this.active) {
-      this.log.warn(`Podman is unreachable at ${this.socket} (${reason}); retrying every ${this.retryMs / 1000} s`, { event: 'podman_unreachable' });
+      this.log.warn(`${this.backend} is unreachable (${reason}); retrying every ${this.retryMs / 1000} s`, { event: 'podman_unreachable' });
     }
     this.active = true;
     this.known = true;
   }
 
   ended(): void {
-    if (this.active || !this.known) this.log.info(`Podman is reachable at ${this.socket}`, { event: 'podman_reachable' });
+    if (this.active || !this.known) this.log.info(`${this.backend} is reachable`, { event: 'podman_reachable' });
     this.active = false;
     this.known = true;
     for (const wake of this.waiters.splice(0)) wake();

@@ -1,8 +1,9 @@
 /**
  * @module containers/executor
  * What the containers actor needs from a container backend, and nothing more: the `JobExecutor`
- * interface. Podman (podman-executor.ts) is the one backend today; a cluster scheduler can
- * replace it without touching the lifecycle, which only ever sees the facts the actor reports.
+ * interface. Podman (podman-executor.ts) and Kubernetes (kubernetes-executor.ts, Pods through an
+ * API server) implement it; FLASHPODS_EXECUTOR picks one, and the lifecycle only ever sees the
+ * facts the actor reports.
  * No method decides anything about a job: each does one thing to one container and says what
  * happened, or what the backend says is there.
  */

@@ -50,6 +50,21 @@ export interface FlashpodsConfig {
   timing: { artifactIndexBudgetMs: number; killGraceMs: number; diskCheckIntervalMs: number; timeoutMinuteMs: number; cleanupIntervalMs: number; reconcileIntervalMs: number; shutdownGraceMs: number; longPollMaxMs: number; actorStartMs: number };
   rateLimit: { perSecond: number; burst: number };
   podman: { rootless: boolean; networkMode: string; agentImage: string; defaultImage: string };
+  /** Which backend runs the job containers (issue 16): Podman on this host, or Pods on a cluster. */
+  executor: 'podman' | 'kubernetes';
+  kubernetes: {
+    /** Credentials and server: a kubeconfig file (its current context). */
+    kubeconfig: string;
+    /** Overrides the kubeconfig's server when not empty. */
+    apiUrl: string;
+    namespace: string;
+    nodeSelector: Record<string, string>;
+    helperImage: string;
+    imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+    runAsUser: number;
+    /** A job's Pod not running by then (unschedulable, image missing) fails its start. */
+    pendingTimeoutMs: number;
+  };
   faultInjection: boolean;
 }
 
@@ -102,6 +117,21 @@ const parsers = {
   text: (raw: unknown) => {
     if (typeof raw !== 'string' || raw === '') throw new BadValue('must be a non-empty string');
     return raw;
+  },
+  /** Empty allowed: the setting is off. */
+  optionalText: (raw: unknown) => {
+    if (typeof raw !== 'string') throw new BadValue('must be a string (empty: not set)');
+    return raw;
+  },
+  /** `key=value,key=value` (env) or an object of strings (file): Kubernetes label pairs. */
+  labels: (raw: unknown): Record<string, string> => {
+    const pairs = typeof raw === 'string' ? raw.split(',').filter((p) => p.trim() !== '').map((p) => p.split('=')) : raw && typeof raw === 'object' ? Object.entries(raw) : undefined;
+    const label = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+    const value = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/;
+    if (!pairs || pairs.some((p) => p.length !== 2 || typeof p[1] !== 'string' || !label.test(String(p[0]).trim()) || !value.test(String(p[1]).trim()))) {
+      throw new BadValue('must be label pairs key=value separated by commas (e.g. pool=jobs,zone=a), or empty');
+    }
+    return Object.fromEntries(pairs.map(([k, v]) => [String(k).trim(), String(v).trim()]));
   },
   hostPort: (raw: unknown) => {
     const m = typeof raw === 'string' ? raw.match(/^(\[[0-9a-fA-F:]+\]|[\w.-]+):(\d{1,5})$/) : null;
@@ -189,6 +219,16 @@ export const SETTINGS = [
   { key: 'podman.networkMode', env: 'FLASHPODS_CONTAINER_NETWORK', parse: parsers.text, dev: () => 'slirp4netns', production: 'slirp4netns' },
   { key: 'podman.agentImage', env: 'FLASHPODS_AGENT_IMAGE', parse: parsers.text, dev: () => 'flashpods/agent:latest', production: 'flashpods/agent:latest' },
   { key: 'podman.defaultImage', env: 'FLASHPODS_DEFAULT_IMAGE', parse: parsers.text, dev: () => 'ubuntu:22.04', production: 'ubuntu:22.04' },
+  { key: 'executor', env: 'FLASHPODS_EXECUTOR', parse: parsers.oneOf('podman', 'kubernetes'), dev: () => 'podman', production: 'podman' },
+  // The FLASHPODS_KUBERNETES_* settings are read only with FLASHPODS_EXECUTOR=kubernetes (README "Running on a cluster").
+  { key: 'kubernetes.kubeconfig', env: 'FLASHPODS_KUBERNETES_KUBECONFIG', parse: parsers.path, dev: (h) => `${h}/kubeconfig`, production: '/etc/flashpods/kubeconfig' },
+  { key: 'kubernetes.apiUrl', env: 'FLASHPODS_KUBERNETES_API_URL', parse: parsers.optionalText, dev: () => '', production: '' },
+  { key: 'kubernetes.namespace', env: 'FLASHPODS_KUBERNETES_NAMESPACE', parse: parsers.text, dev: () => 'flashpods', production: 'flashpods' },
+  { key: 'kubernetes.nodeSelector', env: 'FLASHPODS_KUBERNETES_NODE_SELECTOR', parse: parsers.labels, dev: () => '', production: '' },
+  { key: 'kubernetes.helperImage', env: 'FLASHPODS_KUBERNETES_HELPER_IMAGE', parse: parsers.text, dev: () => 'busybox:1.36', production: 'busybox:1.36' },
+  { key: 'kubernetes.imagePullPolicy', env: 'FLASHPODS_KUBERNETES_IMAGE_PULL_POLICY', parse: parsers.oneOf('Always', 'IfNotPresent', 'Never'), dev: () => 'IfNotPresent', production: 'IfNotPresent' },
+  { key: 'kubernetes.runAsUser', env: 'FLASHPODS_KUBERNETES_RUN_AS_USER', parse: parsers.int(1, 2_147_483_647), dev: () => 1000, production: 1000 },
+  { key: 'kubernetes.pendingTimeoutMs', env: 'FLASHPODS_KUBERNETES_PENDING_TIMEOUT_SECONDS', parse: parsers.seconds(1), dev: () => 300, production: 300 },
   // Tests only: POST /_faults/crash/:actor kills that actor so recovery can be watched. Refused in production.
   { key: 'faultInjection', env: 'FLASHPODS_FAULT_INJECTION', parse: parsers.bool, dev: () => false, production: false },
 ] satisfies readonly Setting[];

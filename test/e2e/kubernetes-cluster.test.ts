@@ -2,14 +2,14 @@
  * The groundwork of issue 16 on a REAL single-node Kubernetes (test/support/kubernetes.ts):
  * Pods built by actors/containers/pod-spec.ts, driven through @kubernetes/client-node with the
  * credentials of deploy/kubernetes/flashpods-rbac.yaml's ServiceAccount only (not an admin), so
- * every call here proves the Role grants it: create/get/list/watch/delete pods, pods/log,
+ * every call here proves the Role grants it: create/get/list/delete pods, pods/log,
  * pods/attach (the upload streamed into the `upload` init container), pods/exec (artifacts
  * copied out of the `artifacts` holder; the kill). Timings are printed at the end.
  */
 import { PassThrough, Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import tar from 'tar-stream';
-import { Attach, CoreV1Api, Exec, KubeConfig, Log, Watch, type V1Pod, type V1Status } from '@kubernetes/client-node';
+import { Attach, CoreV1Api, Exec, KubeConfig, Log, type V1Pod, type V1Status } from '@kubernetes/client-node';
 import {
   ARTIFACTS_COPY_COMMAND, jobPod, jobPodName, jobPodSelector, killJobCommand, podJobState, POD_CONTAINERS, uploadEndMarker, type JobPodSpec, type PodJobState,
 } from '../../actors/containers/pod-spec.ts';
@@ -55,19 +55,15 @@ function spec(jobId: string, command: string, extra: Partial<JobPodSpec> = {}): 
   };
 }
 
-/** Watches one Pod (the Role's `watch`) until `done` holds for its status; resolves with it. */
-function waitForPod(name: string, done: (state: PodJobState, pod: V1Pod) => boolean, timeoutMs = 60_000): Promise<V1Pod> {
-  return new Promise((resolve, reject) => {
-    let abort: AbortController | undefined;
-    const timer = setTimeout(() => { abort?.abort(); reject(new Error(`pod ${name}: condition not reached in ${timeoutMs} ms`)); }, timeoutMs);
-    new Watch(kc).watch(`/api/v1/namespaces/${cluster.namespace}/pods`, { fieldSelector: `metadata.name=${name}` }, (_type, pod: V1Pod) => {
-      if (done(podJobState(pod.status), pod)) {
-        clearTimeout(timer);
-        abort?.abort();
-        resolve(pod);
-      }
-    }, (err) => { if (err && err.name !== 'AbortError') { clearTimeout(timer); reject(err); } }).then((a) => { abort = a; }, reject);
-  });
+/** Polls one Pod (the Role's `get`, as the executor does) until `done` holds for its status; resolves with it. */
+async function waitForPod(name: string, done: (state: PodJobState, pod: V1Pod) => boolean, timeoutMs = 60_000): Promise<V1Pod> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pod = await core.readNamespacedPod({ name, namespace: cluster.namespace });
+    if (done(podJobState(pod.status), pod)) return pod;
+    if (Date.now() > deadline) throw new Error(`pod ${name}: condition not reached in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /**

@@ -34,6 +34,26 @@ describe('config', () => {
     expect(config.timing.killGraceMs).toBe(2_000);
   });
 
+  it('reads the executor and the cluster settings; a bad node selector and executor are reported', () => {
+    const config = loadConfig({ env: { FLASHPODS_EXECUTOR: 'kubernetes', FLASHPODS_KUBERNETES_NODE_SELECTOR: 'pool=jobs, example.com/zone=a', FLASHPODS_KUBERNETES_PENDING_TIMEOUT_SECONDS: '45' }, cwd: '/srv/checkout' });
+    expect(config.executor).toBe('kubernetes');
+    expect(config.kubernetes).toEqual({
+      kubeconfig: '/srv/checkout/.flashpods/kubeconfig', apiUrl: '', namespace: 'flashpods', nodeSelector: { pool: 'jobs', 'example.com/zone': 'a' },
+      helperImage: 'busybox:1.36', imagePullPolicy: 'IfNotPresent', runAsUser: 1000, pendingTimeoutMs: 45_000,
+    });
+    expect(loadConfig({ env: {} }).executor).toBe('podman');
+    expect(() => loadConfig({ env: { FLASHPODS_EXECUTOR: 'nomad', FLASHPODS_KUBERNETES_NODE_SELECTOR: 'pool', FLASHPODS_KUBERNETES_RUN_AS_USER: '0' } })).toThrow(ConfigError);
+    try {
+      loadConfig({ env: { FLASHPODS_EXECUTOR: 'nomad', FLASHPODS_KUBERNETES_NODE_SELECTOR: 'pool', FLASHPODS_KUBERNETES_RUN_AS_USER: '0' } });
+    } catch (err) {
+      expect((err as ConfigError).problems).toEqual([
+        'FLASHPODS_EXECUTOR="nomad": must be one of podman, kubernetes',
+        'FLASHPODS_KUBERNETES_NODE_SELECTOR="pool": must be label pairs key=value separated by commas (e.g. pool=jobs,zone=a), or empty',
+        'FLASHPODS_KUBERNETES_RUN_AS_USER="0": must be a whole number from 1 to 2147483647',
+      ]);
+    }
+  });
+
   it('reports every bad value at once, each naming where it came from', () => {
     let error: ConfigError | undefined;
     try {

@@ -1,0 +1,220 @@
+/**
+ * The end-to-end job cases run the same, with the same assertions, on both executors (issue 16):
+ * a Flashpods server with FLASHPODS_EXECUTOR=podman against real rootful Podman, and one with
+ * FLASHPODS_EXECUTOR=kubernetes against the real single-node cluster of test/support/kubernetes.ts,
+ * driven with the credentials of deploy/kubernetes/flashpods-rbac.yaml's ServiceAccount only.
+ * Pick one with TEST_EXECUTOR=podman|kubernetes (default: both, one after the other).
+ * Timings (create→running, exit→answer) are printed per executor at the end.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { jobPodName } from '../../actors/containers/pod-spec.ts';
+import { startKubernetesCluster, type KubernetesCluster } from '../support/kubernetes.ts';
+import { TEST_IMAGE } from '../support/podman.ts';
+import { createJob, json, makeUpload, stackContainers, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
+
+type ExecutorName = 'podman' | 'kubernetes';
+const chosen = process.env.TEST_EXECUTOR;
+if (chosen !== undefined && chosen !== 'podman' && chosen !== 'kubernetes') throw new Error(`TEST_EXECUTOR=${chosen}: must be podman or kubernetes`);
+const EXECUTORS: ExecutorName[] = chosen ? [chosen] : ['podman', 'kubernetes'];
+
+const LOG_LINE = /^\[\d\d:\d\d:\d\d\.\d{3}\] /;
+const lineTexts = (output: string) => output.split('\n').filter(Boolean).map((l) => l.replace(LOG_LINE, ''));
+const PENDING_TIMEOUT_SECONDS = 20;
+const STACK_ENV = { FLASHPODS_TIMEOUT_MINUTE_SECONDS: '3', FLASHPODS_CAPACITY_CPUS: '8', FLASHPODS_CAPACITY_MEMORY_GB: '8' };
+
+describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
+  let stack: Stack;
+  let cluster: KubernetesCluster | undefined;
+  const figures: Record<string, number[]> = { createToRunningMs: [], exitToAnswerMs: [] };
+
+  beforeAll(async () => {
+    if (executor === 'kubernetes') {
+      cluster = await startKubernetesCluster();
+      stack = await startStack({
+        ...STACK_ENV,
+        FLASHPODS_EXECUTOR: 'kubernetes',
+        FLASHPODS_KUBERNETES_KUBECONFIG: cluster.flashpodsKubeconfig,
+        FLASHPODS_KUBERNETES_NAMESPACE: cluster.namespace,
+        FLASHPODS_KUBERNETES_HELPER_IMAGE: TEST_IMAGE,
+        FLASHPODS_KUBERNETES_IMAGE_PULL_POLICY: 'Never',
+        FLASHPODS_KUBERNETES_PENDING_TIMEOUT_SECONDS: String(PENDING_TIMEOUT_SECONDS),
+      });
+    } else {
+      stack = await startStack(STACK_ENV);
+    }
+  }, 600_000);
+
+  afterAll(async () => {
+    if (stack) writeFileSync(join(stack.home, 'server-output.log'), stack.server.rawOutput());
+    await stack?.stop();
+    await cluster?.stop();
+    console.log(`executor ${executor} timings`, JSON.stringify(figures));
+  }, 180_000);
+
+  /** A job until it runs; the time from POST /jobs to `running` is recorded. */
+  async function runningJob(body: Record<string, unknown>): Promise<string> {
+    const t0 = Date.now();
+    const created = await createJob(stack.server, { type: 'worker', cpus: 1, memory_gb: 1, ...body });
+    expect(created.status).toBe(201);
+    await until(async () => (await json(await stack.server.fetch(`/jobs/${created.body.job_id}`))).status === 'running', 60_000, 'job running');
+    figures.createToRunningMs!.push(Date.now() - t0);
+    return created.body.job_id;
+  }
+
+  it('logs the server\'s choice of executor once at start', () => {
+    const lines = stack.server.logLines().filter((l) => l.event === 'executor');
+    expect(lines.map((l) => l.executor)).toEqual([executor]);
+  });
+
+  it('records exit codes 0, 3 and 127 with the right states', async () => {
+    const jobs = [];
+    for (const command of ['exit 0', 'exit 3', 'no-such-command-here']) {
+      const created = await createJob(stack.server, { type: 'worker', command, cpus: 1, memory_gb: 1 });
+      jobs.push(await waitForJob(stack.server, created.body.job_id, { timeoutMs: 90_000 }));
+    }
+    expect(jobs.map((j) => [j.status, j.exit_code, j.error ?? null])).toEqual([
+      ['completed', 0, null], ['failed', 3, 'Process exited with code 3'], ['failed', 127, 'Process exited with code 127'],
+    ]);
+  }, 300_000);
+
+  it('answers the exit within 3 s of it', async () => {
+    // The job's last line is stamped the moment it exits; the answer is when waitForJob sees it terminal.
+    const id = await runningJob({ command: 'sleep 2; echo bye' });
+    const job = await waitForJob(stack.server, id, { timeoutMs: 60_000 });
+    const answeredAt = Date.now();
+    expect(job).toMatchObject({ status: 'completed', exit_code: 0 });
+    const stamp = ((await json(await stack.server.fetch(`/jobs/${id}/output`))).output as string).slice(1, 13);
+    const printedAt = Date.parse(`${new Date(answeredAt).toISOString().slice(0, 10)}T${stamp}Z`);
+    figures.exitToAnswerMs!.push(answeredAt - printedAt);
+    expect(answeredAt - printedAt).toBeGreaterThanOrEqual(0);
+    expect(answeredAt - printedAt).toBeLessThan(3_000);
+  }, 120_000);
+
+  it('cancels a running job: cancelled, 143 on SIGTERM, and keeps what it wrote to /artifacts', async () => {
+    const id = await runningJob({ command: 'echo partial > /artifacts/p.txt; exec sleep 300' });
+    await new Promise((r) => setTimeout(r, 1_000));
+    const res = await stack.server.fetch(`/jobs/${id}`, { method: 'DELETE' });
+    expect(res.status).toBe(200);
+    const job = await waitForJob(stack.server, id, { exitCode: true, timeoutMs: 60_000 });
+    expect(job).toMatchObject({ status: 'cancelled', exit_code: 143 });
+    await until(async () => (await json(await stack.server.fetch(`/jobs/${id}/artifacts`))).copy_in_progress === false, 30_000, 'artifacts indexed');
+    expect(await (await stack.server.fetch(`/jobs/${id}/artifacts/p.txt`)).text()).toBe('partial\n');
+  }, 120_000);
+
+  it('times a job out: SIGTERM, grace, SIGKILL → timed_out 137', async () => {
+    // One timeout minute lasts 3 s here; the grace is 2 s.
+    const created = await createJob(stack.server, { type: 'worker', command: "trap '' TERM; while :; do sleep 1; done", cpus: 1, memory_gb: 1, timeout_minutes: 1 });
+    const job = await waitForJob(stack.server, created.body.job_id, { timeoutMs: 60_000 });
+    expect(job).toMatchObject({ status: 'timed_out', exit_code: 137, error: 'Job exceeded timeout limit' });
+    expect(job.actual_runtime_seconds).toBeGreaterThanOrEqual(5);
+    expect(job.actual_runtime_seconds).toBeLessThan(20);
+  }, 120_000);
+
+  it('fails a job that breaches its memory limit with oom_killed', async () => {
+    const created = await createJob(stack.server, { type: 'worker', command: 'exec dd if=/dev/zero of=/dev/null bs=1500M count=1', cpus: 1, memory_gb: 1 });
+    const job = await waitForJob(stack.server, created.body.job_id, { timeoutMs: 120_000 });
+    expect(job).toMatchObject({ status: 'failed', exit_code: 137, error: 'oom_killed' });
+  }, 180_000);
+
+  it('keeps the log exact, ordered and stamped', async () => {
+    // stdout and stderr are two pipes the runtime reads side by side (conmon; containerd): lines
+    // written to both within the same instant may arrive in either order, so stderr waits a moment.
+    const created = await createJob(stack.server, { type: 'worker', command: 'for i in $(seq 1 500); do echo line-$i; done; sleep 0.3; echo err >&2; sleep 0.3; printf no-newline', cpus: 1, memory_gb: 1 });
+    const job = await waitForJob(stack.server, created.body.job_id, { timeoutMs: 60_000 });
+    expect(job.status).toBe('completed');
+    const output = await json(await stack.server.fetch(`/jobs/${job.id}/output?tail=10000`));
+    const raw = (output.output as string).split('\n').filter(Boolean);
+    expect(raw.every((l) => LOG_LINE.test(l))).toBe(true);
+    expect(lineTexts(output.output)).toEqual([...Array.from({ length: 500 }, (_, i) => `line-${i + 1}`), 'err', 'no-newline']);
+    const stamps = raw.map((l) => l.slice(1, 13));
+    expect([...stamps].sort()).toEqual(stamps);
+  }, 120_000);
+
+  it('lists a file written to /artifacts and downloads it', async () => {
+    const created = await createJob(stack.server, { type: 'worker', command: 'echo the report > /artifacts/report.txt; mkdir /artifacts/tree; echo x > /artifacts/tree/a', cpus: 1, memory_gb: 1 });
+    const job = await waitForJob(stack.server, created.body.job_id, { timeoutMs: 60_000 });
+    expect(job).toMatchObject({ status: 'completed', exit_code: 0 });
+    await until(async () => (await json(await stack.server.fetch(`/jobs/${job.id}/artifacts`))).copy_in_progress === false, 30_000, 'artifacts indexed');
+    const listing = await json(await stack.server.fetch(`/jobs/${job.id}/artifacts`));
+    expect(listing.artifacts.map((a: any) => [a.name, a.size_bytes])).toEqual([['report.txt', 11], ['tree', 2]]);
+    expect(await (await stack.server.fetch(`/jobs/${job.id}/artifacts/report.txt`)).text()).toBe('the report\n');
+  }, 120_000);
+
+  it('puts the upload at /work: read-only for a worker, read-write for an agent', async () => {
+    const workerUpload = makeUpload(stack.home, { f: 'from the laptop\n', 'nested/y': 'deep\n' });
+    expect((await stack.server.fetch(`/uploads/${workerUpload}/finalize`, { method: 'POST' })).status).toBe(200);
+    const worker = await createJob(stack.server, { type: 'worker', command: 'cat /work/f /work/nested/y; echo changed > /work/f', files_id: workerUpload, cpus: 1, memory_gb: 1 });
+    const workerJob = await waitForJob(stack.server, worker.body.job_id, { timeoutMs: 60_000 });
+    expect(workerJob.status).toBe('failed');
+    expect(workerJob.exit_code).toBeGreaterThan(0);
+    const workerLog = lineTexts((await json(await stack.server.fetch(`/jobs/${workerJob.id}/output`))).output);
+    expect(workerLog.slice(0, 2)).toEqual(['from the laptop', 'deep']);
+    expect(workerLog[2]).toMatch(/Read-only file system/);
+
+    const agentUpload = makeUpload(stack.home, { f: 'a' });
+    expect((await stack.server.fetch(`/uploads/${agentUpload}/finalize`, { method: 'POST' })).status).toBe(200);
+    const agent = await createJob(stack.server, { type: 'agent', task: 'echo changed > /work/f && cat /work/f', git_branch: 'main', files_id: agentUpload, cpus: 1, memory_gb: 1 });
+    const agentJob = await waitForJob(stack.server, agent.body.job_id, { timeoutMs: 60_000 });
+    expect(agentJob).toMatchObject({ status: 'completed', exit_code: 0 });
+    expect(lineTexts((await json(await stack.server.fetch(`/jobs/${agentJob.id}/output`))).output)).toContain('changed');
+  }, 180_000);
+
+  it('fails a job whose image is missing with container_start_failed naming the image', async () => {
+    // Podman: its pull fails. Kubernetes: the Pod stays Pending (ErrImageNeverPull) past the pending timeout.
+    const t0 = Date.now();
+    const created = await createJob(stack.server, { type: 'worker', command: 'true', image: 'localhost/flashpods-missing:1', cpus: 1, memory_gb: 1 });
+    const job = await waitForJob(stack.server, created.body.job_id, { timeoutMs: 90_000 });
+    expect(job.status).toBe('failed');
+    expect(job.error).toMatch(/^container_start_failed: .*localhost\/flashpods-missing:1/);
+    expect(Date.now() - t0).toBeLessThan((PENDING_TIMEOUT_SECONDS + 15) * 1000);
+  }, 120_000);
+
+  it('recovers after kill -9 of Flashpods: the job completes and its log has every line once', async () => {
+    const id = await runningJob({ command: 'for i in $(seq 1 150); do echo tick-$i; sleep 0.1; done' });
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await stack.server.stop('SIGKILL')).toBe(null);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const restarted = await stack.restartServer();
+    const job = await waitForJob(restarted, id, { timeoutMs: 90_000 });
+    expect(job).toMatchObject({ status: 'completed', exit_code: 0 });
+    expect(lineTexts((await json(await restarted.fetch(`/jobs/${id}/output?tail=1000`))).output)).toEqual(Array.from({ length: 150 }, (_, i) => `tick-${i + 1}`));
+  }, 180_000);
+
+  it('fails a running job whose container is deleted behind Flashpods\' back with container_lost_on_recovery', async () => {
+    const id = await runningJob({ command: 'sleep 300' });
+    const t0 = Date.now();
+    await deleteBehindOurBack(id);
+    const job = await waitForJob(stack.server, id, { timeoutMs: 60_000 });
+    expect(job).toMatchObject({ status: 'failed', exit_code: null, error: 'container_lost_on_recovery' });
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  }, 120_000);
+
+  it('leaves no job container behind once the jobs are done', async () => {
+    await until(async () => (await remaining()) === 0, 60_000, 'job containers removed');
+    expect(await remaining()).toBe(0);
+  }, 90_000);
+
+  /** `podman rm -f` / `kubectl delete pod --grace-period=0`, as an operator would. */
+  async function deleteBehindOurBack(jobId: string): Promise<void> {
+    if (executor === 'podman') {
+      const [c] = await stack.docker.listContainers({ filters: { label: [`flashpods-job-id=${jobId}`] } });
+      await stack.docker.getContainer(c!.Id).remove({ force: true });
+      return;
+    }
+    await admin().deleteNamespacedPod({ name: jobPodName(jobId), namespace: cluster!.namespace, gracePeriodSeconds: 0 });
+  }
+
+  function admin(): CoreV1Api {
+    const kc = new KubeConfig();
+    kc.loadFromFile(cluster!.adminKubeconfig);
+    return kc.makeApiClient(CoreV1Api);
+  }
+
+  async function remaining(): Promise<number> {
+    if (executor === 'podman') return (await stackContainers(stack)).length;
+    return (await admin().listNamespacedPod({ namespace: cluster!.namespace, labelSelector: 'flashpods-job=true' })).items.length;
+  }
+});
