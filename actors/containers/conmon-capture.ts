@@ -73,11 +73,18 @@ export async function captureFromConmon(
     await log.close();
     throw err;
   }
-  const truncatedBefore = writer.truncated || options.alreadyTruncated === true;
+  // A state that says truncated is reported again unless the job's record already says so: the
+  // capture that truncated may have died before its report was taken.
+  const recorded = options.alreadyTruncated === true;
+  let exitUnknown = false;
+  exited.catch(() => (exitUnknown = true));
   const done = (async () => {
     try {
       const result = await captureConmonLog(log, writer, { exited, signal: options.signal, onGap: options.onGap });
-      if (result.truncated && !truncatedBefore) options.onTruncated?.();
+      if (result.truncated && !recorded) options.onTruncated?.();
+      // Stopped because nobody could say the container had exited (its wait failed): the log may
+      // lack its end. Not complete, so the caller resumes from the saved state.
+      if (!result.truncated && exitUnknown && !options.signal?.aborted) throw new Error('the container\'s exit could not be confirmed; the capture resumes from where it stopped');
       return result;
     } finally {
       await writer.close();
