@@ -42,8 +42,21 @@ export class FlashpodsVm {
 
   private constructor(readonly runDir: string, private readonly port: number) {}
 
-  /** Builds or finds the image, boots it and waits for the runner; `log` gets the tool's progress lines. */
+  /**
+   * Builds or finds the image, boots it and waits for the runner; `log` gets the tool's progress
+   * lines. A boot that fails is tried once more, saying why: under TCG the guest kernel was seen
+   * stuck at boot ("soft lockup" in udev for minutes, 2026-11-29), an emulator artefact.
+   */
   static async boot(log: (line: string) => void = () => {}): Promise<FlashpodsVm> {
+    try {
+      return await FlashpodsVm.bootOnce(log);
+    } catch (err) {
+      log(`flashpods-vm: the boot failed, trying once more: ${(err as Error).message.split('\n').filter((l) => /lockup|stall|failed/.test(l)).slice(0, 3).join(' | ')}`);
+      return await FlashpodsVm.bootOnce(log);
+    }
+  }
+
+  private static async bootOnce(log: (line: string) => void): Promise<FlashpodsVm> {
     mkdirSync(RUN_BASE, { recursive: true });
     const runDir = mkdtempSync(join(RUN_BASE, 'test-'));
     const started = performance.now();
