@@ -105,12 +105,13 @@ export class Prober {
       },
     });
     try {
-      // A connection Podman dropped without an answer is tried once more (seen on the VM host:
-      // rootless Podman 4.3, five probes at once on a loaded machine, every create answered
-      // "socket hang up"); a refusal is not. The dropped create may have happened: then the
-      // container of that name is the one.
+      // Two transient answers of rootless Podman 4.3 to several creates at once are tried once
+      // more, both seen on the VM host: a connection dropped without an answer ("socket hang
+      // up"), and "keep-id requires additional UIDs or GIDs" while the ids are there (also in
+      // bench/README.md). Any other refusal is final. A dropped create may have happened: then
+      // the container of that name is the one.
       container = await create().catch(async (err: NodeJS.ErrnoException) => {
-        if (!DROPPED.has(err.code ?? '') && !/socket hang up/.test(err.message)) throw err;
+        if (!DROPPED.has(err.code ?? '') && !/socket hang up|keep-id requires additional UIDs/.test(err.message)) throw err;
         await new Promise((r) => setTimeout(r, 500));
         return create().catch((again: { statusCode?: number }) => {
           if (again.statusCode === 409) return this.docker.getContainer(name);
