@@ -9,7 +9,7 @@
  * unreadable (another Podman version or storage layout, a rootful Podman under a non-root API),
  * the executor says so once and captures later jobs through an attach made before their start
  * (log-capture.ts); the job that found out is read from Podman's logs API from its beginning.
- * Exits are learnt from Podman's event stream (podman-exits.ts), with a wait beside it.
+ * Exits are learnt from conmon's exit file (podman-exits.ts), with a wait beside it.
  */
 import { existsSync } from 'node:fs';
 import type Docker from 'dockerode';
@@ -173,7 +173,7 @@ export class PodmanExecutor implements JobExecutor {
     }
   }
 
-  /** Settles once the container no longer runs (event or wait); rejects when Podman cannot say. */
+  /** Settles once the container no longer runs (exit file or wait); rejects when Podman cannot say. */
   private exited(containerId: string, signal: AbortSignal | undefined): Promise<unknown> {
     const stop = signal ?? new AbortController().signal;
     const waited = this.docker.getContainer(containerId).wait({ abortSignal: stop }) as Promise<unknown>;
