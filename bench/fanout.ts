@@ -20,6 +20,7 @@ import { openDatabase } from '../actors/store/database.ts';
 import { startPodmanService, TEST_IMAGE } from '../test/support/podman.ts';
 import { startServer } from '../test/support/server.ts';
 import { testEnv } from '../test/support/stack.ts';
+import { percentile } from './job-pool.ts';
 
 const { values } = parseArgs({ options: { jobs: { type: 'string', default: '40' }, capacity: { type: 'string', default: '4' } } });
 const N = Number(values.jobs);
@@ -29,7 +30,6 @@ const SLEEPS = Array.from({ length: N }, (_, i) => [1, 3, 2, 1, 2, 3, 1, 2][i % 
 const IDEAL_S = SLEEPS.reduce((a, b) => a + b, 0) / C;
 const PIDS_LIMIT = loadConfig({ env: {} }).limits.pidsMax;
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 async function flashpods(): Promise<{ seconds: number; waitsMs: number[]; backfilled: number }> {
   const home = mkdtempSync(join(tmpdir(), 'fp-fanout-'));

@@ -21,6 +21,9 @@
  *
  *   node --import tsx bench/throughput.ts [--jobs 50] [--concurrency 4] [--rounds 3] [--network slirp4netns] [--signal-jobs 20]
  *
+ * `--executor kubernetes`: the Kubernetes executor beside raw Pods through the same API server, on
+ * the test cluster (bench/kubernetes.ts; --jobs, --concurrency and --rounds apply).
+ *
  * `--deployed`: against the running host instead of a Podman service and a server of its own —
  * its API socket (with its token) and its Podman socket, rootless and with the network as its
  * FLASHPODS_* environment (the units') says; run as root on the host, e.g. in the VM of test/vm
@@ -40,6 +43,8 @@ import { unixFetch } from '../cli/unix-fetch.ts';
 import { CONTAINERS_CONF, startPodmanService, TEST_IMAGE } from '../test/support/podman.ts';
 import { startServer } from '../test/support/server.ts';
 import { testEnv } from '../test/support/stack.ts';
+import { percentile, pool, type Run } from './job-pool.ts';
+import { kubernetesThroughput } from './kubernetes.ts';
 
 const { values } = parseArgs({
   options: {
@@ -49,8 +54,10 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     'signal-jobs': { type: 'string', default: '20' },
     deployed: { type: 'boolean', default: false },
+    executor: { type: 'string', default: 'podman' },
   },
 });
+if (values.executor !== 'podman' && values.executor !== 'kubernetes') throw new Error(`--executor ${values.executor}: podman or kubernetes`);
 const DEPLOYED = values.deployed!;
 /** The host's own settings in --deployed mode (the units' environment), else nothing. */
 const HOST = DEPLOYED ? loadConfig({ env: process.env }) : undefined;
@@ -70,30 +77,6 @@ const SIGNAL_COMMAND = 'echo hello; sleep 0.3';
 const DAY_MS = 86_400_000;
 /** In the signal jobs' container names, so one run's leftovers never block the next. */
 const RUN_TAG = randomBytes(3).toString('hex');
-
-interface Run {
-  label: string;
-  seconds: number;
-  latenciesMs: number[];
-}
-
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-
-/** Runs `one` N times with at most C in flight; returns wall time and per-item latency. */
-async function pool(label: string, one: (i: number) => Promise<void>): Promise<Run> {
-  const latenciesMs: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(Array.from({ length: C }, async () => {
-    while (next < N) {
-      const i = next++;
-      const t = performance.now();
-      await one(i);
-      latenciesMs.push(performance.now() - t);
-    }
-  }));
-  return { label, seconds: (performance.now() - started) / 1000, latenciesMs: latenciesMs.sort((a, b) => a - b) };
-}
 
 /** Who runs the containers: this process's user, or (--deployed) the owner of the host's Podman socket. */
 const PODMAN_OWNER = HOST ? statSync(HOST.paths.podmanSocket) : { uid: process.geteuid!(), gid: process.getegid!() };
@@ -127,7 +110,7 @@ function rawOptions(spec: JobContainerSpec, conmonDir: string): Docker.Container
  * output before start, as Flashpods does today to capture every log line.
  */
 async function rawPodman(docker: Docker, artifactsRoot: string, conmonDir: string, attach: boolean): Promise<Run> {
-  return pool(attach ? 'raw Podman + attach' : 'raw Podman API', async (i) => {
+  return pool(attach ? 'raw Podman + attach' : 'raw Podman API', N, C, async (i) => {
     const spec = rawSpec(attach ? 'a' : 'p', i, artifactsRoot);
     const container = await docker.createContainer(attach ? jobContainerOptions(spec) : rawOptions(spec, conmonDir));
     if (attach) (await container.attach({ stream: true, stdout: true, stderr: true, hijack: true })).resume();
@@ -161,7 +144,7 @@ function podmanRun(args: string[]): Promise<{ firstOutputAt: number | undefined 
 }
 
 async function cliPodman(artifactsRoot: string): Promise<Run> {
-  return pool('podman run --rm (CLI)', async (i) => { await podmanRun(cliArgs(rawSpec('c', i, artifactsRoot))); });
+  return pool('podman run --rm (CLI)', N, C, async (i) => { await podmanRun(cliArgs(rawSpec('c', i, artifactsRoot))); });
 }
 
 interface Api {
@@ -179,7 +162,7 @@ function deployedApi(config: NonNullable<typeof HOST>): Api {
 }
 
 async function flashpods(server: Api): Promise<Run> {
-  return pool('Flashpods HTTP API', async () => {
+  return pool('Flashpods HTTP API', N, C, async () => {
     const res = await server.fetch('/jobs', { method: 'POST', body: JSON.stringify({ type: 'worker', command: COMMAND, cpus: 1, memory_gb: 1 }) });
     if (res.status !== 201) throw new Error(`POST /jobs answered ${res.status}: ${await res.text()}`);
     const { job_id: id } = (await res.json()) as { job_id: string };
@@ -346,82 +329,87 @@ function signalFigures(s: Signals): Record<string, number | null> {
   };
 }
 
-const podman = HOST ? undefined : await startPodmanService();
-const docker = new Docker({ socketPath: HOST?.paths.podmanSocket ?? podman!.socketPath });
-const home = mkdtempSync(join(tmpdir(), 'fp-bench-'));
-const conmonDir = join(home, 'conmon');
-mkdirSync(conmonDir, { mode: 0o700 });
-// The containers' user (rootless Podman with --deployed) mounts the artifact directories and
-// writes conmon's logs.
-chmodSync(home, 0o755);
-chownSync(conmonDir, PODMAN_OWNER.uid, PODMAN_OWNER.gid);
-const server: Api & { stop?: () => Promise<unknown> } = HOST ? deployedApi(HOST) : await startServer(
-  testEnv(home, podman!.socketPath, {
-    FLASHPODS_CONTAINER_NETWORK: NETWORK, FLASHPODS_CAPACITY_CPUS: String(C), FLASHPODS_CAPACITY_MEMORY_GB: String(C), FLASHPODS_LOG_LEVEL: 'info',
-  }),
-  home,
-);
-try {
-  process.stderr.write(`warming up (${C} containers each way)…\n`);
-  for (let i = 0; i < C; i++) {
-    const c = await docker.createContainer(jobContainerOptions({ jobId: `job_benchwarm${i}0000000`, jobType: 'worker', image: TEST_IMAGE, command: 'true', cpus: 1, memoryGb: 1, pidsLimit: PIDS_LIMIT, artifactsDir: artifactsDir(home, 'w-'), rootless: HOST?.podman.rootless ?? false, networkMode: NETWORK, instanceId: 'bench-raw' }));
-    await c.start();
-    await c.wait();
-    await c.remove({ force: true });
-  }
-  process.stderr.write(`running ${N} jobs each way per round, ${C} at a time, ${ROUNDS} rounds, network ${NETWORK}…\n`);
-  const rawRuns: Run[] = [];
-  const attachRuns: Run[] = [];
-  const cliRuns: Run[] = [];
-  const fpRuns: Run[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    rawRuns.push(await rawPodman(docker, home, conmonDir, false));
-    attachRuns.push(await rawPodman(docker, home, conmonDir, true));
-    cliRuns.push(await cliPodman(home));
-    fpRuns.push(await flashpods(server));
-    process.stderr.write(`  round ${r + 1}: raw ${(N / rawRuns.at(-1)!.seconds).toFixed(2)}, raw+attach ${(N / attachRuns.at(-1)!.seconds).toFixed(2)}, CLI ${(N / cliRuns.at(-1)!.seconds).toFixed(2)}, flashpods ${(N / fpRuns.at(-1)!.seconds).toFixed(2)} jobs/s\n`);
-  }
-  const signals = { raw: noSignals(), cli: noSignals(), flashpods: noSignals() };
-  if (SIGNAL_JOBS > 0) {
-    process.stderr.write(`signals: ${SIGNAL_JOBS} jobs one at a time per path…\n`);
-    const deaths = containerDeaths(docker);
-    try {
-      signals.raw = await rawSignals(docker, home, conmonDir, deaths);
-      signals.cli = await cliSignals(home, deaths);
-      signals.flashpods = await flashpodsSignals(server, deaths);
-    } finally {
-      deaths.stop();
+async function podmanThroughput(): Promise<void> {
+  const podman = HOST ? undefined : await startPodmanService();
+  const docker = new Docker({ socketPath: HOST?.paths.podmanSocket ?? podman!.socketPath });
+  const home = mkdtempSync(join(tmpdir(), 'fp-bench-'));
+  const conmonDir = join(home, 'conmon');
+  mkdirSync(conmonDir, { mode: 0o700 });
+  // The containers' user (rootless Podman with --deployed) mounts the artifact directories and
+  // writes conmon's logs.
+  chmodSync(home, 0o755);
+  chownSync(conmonDir, PODMAN_OWNER.uid, PODMAN_OWNER.gid);
+  const server: Api & { stop?: () => Promise<unknown> } = HOST ? deployedApi(HOST) : await startServer(
+    testEnv(home, podman!.socketPath, {
+      FLASHPODS_CONTAINER_NETWORK: NETWORK, FLASHPODS_CAPACITY_CPUS: String(C), FLASHPODS_CAPACITY_MEMORY_GB: String(C), FLASHPODS_LOG_LEVEL: 'info',
+    }),
+    home,
+  );
+  try {
+    process.stderr.write(`warming up (${C} containers each way)…\n`);
+    for (let i = 0; i < C; i++) {
+      const c = await docker.createContainer(jobContainerOptions({ jobId: `job_benchwarm${i}0000000`, jobType: 'worker', image: TEST_IMAGE, command: 'true', cpus: 1, memoryGb: 1, pidsLimit: PIDS_LIMIT, artifactsDir: artifactsDir(home, 'w-'), rootless: HOST?.podman.rootless ?? false, networkMode: NETWORK, instanceId: 'bench-raw' }));
+      await c.start();
+      await c.wait();
+      await c.remove({ force: true });
     }
+    process.stderr.write(`running ${N} jobs each way per round, ${C} at a time, ${ROUNDS} rounds, network ${NETWORK}…\n`);
+    const rawRuns: Run[] = [];
+    const attachRuns: Run[] = [];
+    const cliRuns: Run[] = [];
+    const fpRuns: Run[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      rawRuns.push(await rawPodman(docker, home, conmonDir, false));
+      attachRuns.push(await rawPodman(docker, home, conmonDir, true));
+      cliRuns.push(await cliPodman(home));
+      fpRuns.push(await flashpods(server));
+      process.stderr.write(`  round ${r + 1}: raw ${(N / rawRuns.at(-1)!.seconds).toFixed(2)}, raw+attach ${(N / attachRuns.at(-1)!.seconds).toFixed(2)}, CLI ${(N / cliRuns.at(-1)!.seconds).toFixed(2)}, flashpods ${(N / fpRuns.at(-1)!.seconds).toFixed(2)} jobs/s\n`);
+    }
+    const signals = { raw: noSignals(), cli: noSignals(), flashpods: noSignals() };
+    if (SIGNAL_JOBS > 0) {
+      process.stderr.write(`signals: ${SIGNAL_JOBS} jobs one at a time per path…\n`);
+      const deaths = containerDeaths(docker);
+      try {
+        signals.raw = await rawSignals(docker, home, conmonDir, deaths);
+        signals.cli = await cliSignals(home, deaths);
+        signals.flashpods = await flashpodsSignals(server, deaths);
+      } finally {
+        deaths.stop();
+      }
+    }
+    const merge = (label: string, runs: Run[]): Run => ({
+      label, seconds: runs.reduce((a, r) => a + r.seconds, 0) / runs.length, latenciesMs: runs.flatMap((r) => r.latenciesMs).sort((a, b) => a - b),
+    });
+    const raw = merge('raw Podman API', rawRuns);
+    const attached = merge('raw Podman + attach', attachRuns);
+    const cli = merge('podman run --rm (CLI)', cliRuns);
+    const fp = merge('Flashpods HTTP API', fpRuns);
+    const ratio = raw.seconds / fp.seconds;
+    const addedMs = percentile(fp.latenciesMs, 50) - percentile(raw.latenciesMs, 50);
+    const attachRatio = attached.seconds / fp.seconds;
+    const addedOverAttachMs = percentile(fp.latenciesMs, 50) - percentile(attached.latenciesMs, 50);
+    console.log(`\n| path                   |  jobs/s |  p50 ms  |  p99 ms  |  wall s |\n|------------------------|---------|----------|----------|---------|\n${row(raw)}\n${row(attached)}\n${row(cli)}\n${row(fp)}`);
+    console.log(`\nFlashpods throughput (mean of rounds) = ${(ratio * 100).toFixed(1)} % of raw Podman (target ≥ 100 %); added p50 latency per job = ${addedMs.toFixed(0)} ms (target ≤ 10 ms)`);
+    console.log(`against raw Podman with the log attach: ${(attachRatio * 100).toFixed(1)} % throughput, ${addedOverAttachMs.toFixed(0)} ms added p50`);
+    if (SIGNAL_JOBS > 0) {
+      console.log(`\nSignals, ${SIGNAL_JOBS} jobs one at a time per path, p50 / p99 ms (targets: exit → answer ≤ 5, line → client ≤ 20 for Flashpods)`);
+      console.log(`| path                   |      first line |  line → client |  exit → answer |\n|------------------------|-----------------|-----------------|-----------------|`);
+      console.log(`${signalRow('raw Podman API', signals.raw)}\n${signalRow('podman run --rm (CLI)', signals.cli)}\n${signalRow('Flashpods HTTP API', signals.flashpods)}`);
+    }
+    console.log(JSON.stringify({
+      bench: 'throughput', jobs: N, concurrency: C, rounds: ROUNDS, network: NETWORK,
+      raw: { jobs_per_s: N / raw.seconds, p50_ms: percentile(raw.latenciesMs, 50), p99_ms: percentile(raw.latenciesMs, 99) },
+      flashpods: { jobs_per_s: N / fp.seconds, p50_ms: percentile(fp.latenciesMs, 50), p99_ms: percentile(fp.latenciesMs, 99) },
+      raw_attach: { jobs_per_s: N / attached.seconds, p50_ms: percentile(attached.latenciesMs, 50), p99_ms: percentile(attached.latenciesMs, 99) },
+      cli: { jobs_per_s: N / cli.seconds, p50_ms: percentile(cli.latenciesMs, 50), p99_ms: percentile(cli.latenciesMs, 99) },
+      signals: SIGNAL_JOBS > 0 ? { jobs: SIGNAL_JOBS, raw: signalFigures(signals.raw), cli: signalFigures(signals.cli), flashpods: signalFigures(signals.flashpods) } : null,
+      throughput_ratio: ratio, added_p50_ms: addedMs, throughput_ratio_vs_attach: attachRatio, added_p50_ms_vs_attach: addedOverAttachMs,
+    }));
+  } finally {
+    await server.stop?.();
+    await podman?.stop();
   }
-  const merge = (label: string, runs: Run[]): Run => ({
-    label, seconds: runs.reduce((a, r) => a + r.seconds, 0) / runs.length, latenciesMs: runs.flatMap((r) => r.latenciesMs).sort((a, b) => a - b),
-  });
-  const raw = merge('raw Podman API', rawRuns);
-  const attached = merge('raw Podman + attach', attachRuns);
-  const cli = merge('podman run --rm (CLI)', cliRuns);
-  const fp = merge('Flashpods HTTP API', fpRuns);
-  const ratio = raw.seconds / fp.seconds;
-  const addedMs = percentile(fp.latenciesMs, 50) - percentile(raw.latenciesMs, 50);
-  const attachRatio = attached.seconds / fp.seconds;
-  const addedOverAttachMs = percentile(fp.latenciesMs, 50) - percentile(attached.latenciesMs, 50);
-  console.log(`\n| path                   |  jobs/s |  p50 ms  |  p99 ms  |  wall s |\n|------------------------|---------|----------|----------|---------|\n${row(raw)}\n${row(attached)}\n${row(cli)}\n${row(fp)}`);
-  console.log(`\nFlashpods throughput (mean of rounds) = ${(ratio * 100).toFixed(1)} % of raw Podman (target ≥ 100 %); added p50 latency per job = ${addedMs.toFixed(0)} ms (target ≤ 10 ms)`);
-  console.log(`against raw Podman with the log attach: ${(attachRatio * 100).toFixed(1)} % throughput, ${addedOverAttachMs.toFixed(0)} ms added p50`);
-  if (SIGNAL_JOBS > 0) {
-    console.log(`\nSignals, ${SIGNAL_JOBS} jobs one at a time per path, p50 / p99 ms (targets: exit → answer ≤ 5, line → client ≤ 20 for Flashpods)`);
-    console.log(`| path                   |      first line |  line → client |  exit → answer |\n|------------------------|-----------------|-----------------|-----------------|`);
-    console.log(`${signalRow('raw Podman API', signals.raw)}\n${signalRow('podman run --rm (CLI)', signals.cli)}\n${signalRow('Flashpods HTTP API', signals.flashpods)}`);
-  }
-  console.log(JSON.stringify({
-    bench: 'throughput', jobs: N, concurrency: C, rounds: ROUNDS, network: NETWORK,
-    raw: { jobs_per_s: N / raw.seconds, p50_ms: percentile(raw.latenciesMs, 50), p99_ms: percentile(raw.latenciesMs, 99) },
-    flashpods: { jobs_per_s: N / fp.seconds, p50_ms: percentile(fp.latenciesMs, 50), p99_ms: percentile(fp.latenciesMs, 99) },
-    raw_attach: { jobs_per_s: N / attached.seconds, p50_ms: percentile(attached.latenciesMs, 50), p99_ms: percentile(attached.latenciesMs, 99) },
-    cli: { jobs_per_s: N / cli.seconds, p50_ms: percentile(cli.latenciesMs, 50), p99_ms: percentile(cli.latenciesMs, 99) },
-    signals: SIGNAL_JOBS > 0 ? { jobs: SIGNAL_JOBS, raw: signalFigures(signals.raw), cli: signalFigures(signals.cli), flashpods: signalFigures(signals.flashpods) } : null,
-    throughput_ratio: ratio, added_p50_ms: addedMs, throughput_ratio_vs_attach: attachRatio, added_p50_ms_vs_attach: addedOverAttachMs,
-  }));
-} finally {
-  await server.stop?.();
-  await podman?.stop();
 }
+
+if (values.executor === 'kubernetes') await kubernetesThroughput({ jobs: N, concurrency: C, rounds: ROUNDS });
+else await podmanThroughput();

@@ -27,8 +27,8 @@ import { jobPaths } from '../contract/job-paths.ts';
 import { jobErrorText, TIMEOUT_MINUTES, type JobError } from '../contract/jobs.ts';
 import type { Fact } from '../scheduler/lifecycle.ts';
 import type { SchedulerProtocol, UnsettledJob } from '../scheduler/messages.ts';
-import { diskBudget, MAX_JOB_ENTRIES, watchDisk, type DiskWatch } from './disk-watch.ts';
-import type { JobExecutor, JobLogOptions, LabelledContainer } from './executor.ts';
+import { diskBudget, killedOverBudget, MAX_JOB_ENTRIES, watchDisk, type DiskWatch } from './disk-watch.ts';
+import type { Exit, JobExecutor, JobLogOptions, LabelledContainer } from './executor.ts';
 import { formatLogTime, type LogCapture } from './log-capture.ts';
 import type { MeasureDiskInput, MeasureDiskOutput } from './measure-disk.task.ts';
 import type { ContainersProtocol, ReconcileReport } from './messages.ts';
@@ -87,6 +87,7 @@ async function openExecutor(config: FlashpodsConfig, log: ActorLog): Promise<{ e
       maxTimeoutSeconds: Math.ceil((TIMEOUT_MINUTES.max * config.timing.timeoutMinuteMs) / 1000),
       killGraceSeconds: Math.ceil(config.timing.killGraceMs / 1000),
       pendingTimeoutMs: k.pendingTimeoutMs,
+      nodeLostMs: k.nodeLostMs,
       diskBudgetBytes: diskBudget(config.limits).bytes,
       maxArtifactEntries: MAX_JOB_ENTRIES,
       stateDir: config.paths.containerLogs,
@@ -96,6 +97,11 @@ async function openExecutor(config: FlashpodsConfig, log: ActorLog): Promise<{ e
     mkdirSync(config.paths.containerLogs, { recursive: true, mode: 0o700 });
     openedExecutor = kubernetes;
     log.info(`jobs run as Pods in namespace ${k.namespace} of the Kubernetes API server at ${kubernetes.apiUrl}`, { event: 'executor', executor: 'kubernetes', namespace: k.namespace });
+    // Said at every start: the one thing a job cannot do on this executor (README "Running on a cluster").
+    log.warn('on Kubernetes, job Pods get neither the SPIRE agent socket nor the token service (there is no path from a Pod to this host): '
+      + 'agent images and need_github_token workers, whose entrypoint asks for tokens, fail with spire_attestation_timeout; run those with FLASHPODS_EXECUTOR=podman', {
+      event: 'executor_no_tokens', executor: 'kubernetes',
+    });
     return { executor: kubernetes, backend: `the Kubernetes API server (${kubernetes.apiUrl})` };
   }
   const podman = await PodmanExecutor.open(new Docker({ socketPath: config.paths.podmanSocket }), {
@@ -183,8 +189,19 @@ export default defineActor<ContainersProtocol, FlashpodsConfig, FlashpodsRegistr
       }
     };
 
+    /** The exit, after the disk budget's breach when the backend killed the job for it (the lifecycle fails it for that). */
+    const reportExit = async (jobId: string, containerId: string, exit: Exit): Promise<void> => {
+      if (exit.overDiskBudget !== undefined) {
+        await report(jobId, { type: 'diskLimitExceeded', reason: killedOverBudget(exit.overDiskBudget, diskBudget(config.limits)).reason });
+      }
+      await report(jobId, { type: 'containerExited', containerId, exitCode: exit.exitCode, oom: { stateOomKilled: exit.stateOomKilled, cgroupEvidence: exit.cgroupEvidence } });
+    };
+
     /** Follows a started container to its exit: its log, then the exit reported. */
     const follow = (jobId: string, containerId: string, capture: LogCapture, stop: AbortController): void => {
+      // A capture can fail while the wait is still on (the backend refused the log): it is
+      // looked at after the exit (settle), and must not end the actor as an unhandled rejection.
+      capture.done.catch(() => undefined);
       const t = track(jobId);
       const watch: Watch = { containerId, stop, ended: Promise.resolve() };
       watch.ended = (async () => {
@@ -199,12 +216,11 @@ export default defineActor<ContainersProtocol, FlashpodsConfig, FlashpodsRegistr
           const complete = await abortable(settle(jobId, capture), stop.signal);
           if (complete && !stop.signal.aborted) t.logComplete = true;
           else if (!(await completeLogFromBackend(jobId, containerId, t))) return;
-          await report(jobId, { type: 'containerExited', containerId, exitCode: exit.exitCode, oom: { stateOomKilled: exit.stateOomKilled, cgroupEvidence: exit.cgroupEvidence } });
+          await reportExit(jobId, containerId, exit);
         } catch (err) {
           // The backend went away under the wait: the reconcile pass picks the container up again.
           stopDisk();
           stop.abort();
-          capture.done.catch(() => undefined);
           log.debug(`job ${jobId}: stopped watching its container (${(err as Error).message}); the next reconcile pass takes it up`, { event: 'job_detached', job_id: jobId });
         } finally {
           if (t.watch === watch) t.watch = undefined;
@@ -400,9 +416,14 @@ export default defineActor<ContainersProtocol, FlashpodsConfig, FlashpodsRegistr
             await t.watch?.ended;
           }
           if (!t.logComplete && !(await completeLogFromBackend(jobId, container.id, t))) return;
-          await report(jobId, { type: 'containerExited', containerId: container.id, exitCode: state.exitCode, oom: { stateOomKilled: state.stateOomKilled, cgroupEvidence: false } });
+          await reportExit(jobId, container.id, { ...state, cgroupEvidence: false });
           return;
         }
+        case 'lost':
+          t.watch?.stop.abort();
+          log.warn(`job ${jobId}: its container is lost: ${state.reason}`, { event: 'job_container_lost', job_id: jobId, container_id: container.id });
+          await report(jobId, { type: 'containerLost', containerId: container.id, reason: state.reason });
+          return;
       }
     }
 

@@ -64,6 +64,13 @@ export function overBudget(usage: Pick<MeasureDiskOutput, 'bytes' | 'entries'>, 
   return undefined;
 }
 
+/** The job's error when its backend killed it for its disk use (Exit.overDiskBudget), in the backend's words. */
+export function killedOverBudget(backendSays: string, budget: DiskBudget): Extract<JobError, { code: 'disk_limit_exceeded' }> {
+  return { code: 'disk_limit_exceeded', reason: `it was killed for its disk use ("${backendSays.trim()}"); its disk budget is ${size(budget.bytes)} `
+    + `(${budget.multiple}× the ${size(budget.artifactJobMaxBytes)} per-job artifact limit) for /artifacts and its container filesystem. `
+    + 'Write less there, or ask the operator to raise FLASHPODS_JOB_DISK_MULTIPLE.' };
+}
+
 /** overBudget as the job's `error` text. */
 export function overBudgetError(usage: Pick<MeasureDiskOutput, 'bytes' | 'entries'>, budget: DiskBudget, places: WritablePlace[]): string | undefined {
   return jobErrorText(overBudget(usage, budget, places));

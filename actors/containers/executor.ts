@@ -15,7 +15,12 @@ import type { LogCapture, LogCaptureOptions } from './log-capture.ts';
 export type ContainerState =
   | { phase: 'created' }
   | { phase: 'running'; startedAt: number }
-  | { phase: 'exited'; exitCode: number; stateOomKilled: boolean };
+  | { phase: 'exited'; exitCode: number; stateOomKilled: boolean; overDiskBudget?: string }
+  /**
+   * The backend still lists it but can no longer know what it does, and has not for longer
+   * than the operator allows (a Kubernetes node that stopped reporting): `reason` says why.
+   */
+  | { phase: 'lost'; reason: string };
 
 /** A job container the backend has, found by its labels. */
 export interface LabelledContainer {
@@ -32,6 +37,11 @@ export interface Exit {
   stateOomKilled: boolean;
   /** The memory cgroup showed an OOM kill while the container ran (oom-watch.ts). */
   cgroupEvidence: boolean;
+  /**
+   * The backend itself killed it for holding more disk than its budget (a Kubernetes eviction
+   * for ephemeral storage), in the backend's words. Podman cannot: its disk watch reports instead.
+   */
+  overDiskBudget?: string;
 }
 
 export type KillOutcome = 'not-running' | 'exited-on-sigterm' | 'sigkilled';

@@ -43,7 +43,7 @@ import { unpackArtifacts } from './kubernetes-artifacts.ts';
 import { capturePodLog, podLogStatePath } from './kubernetes-log.ts';
 import type { LogCapture } from './log-capture.ts';
 import {
-  ARTIFACTS_COPY_COMMAND, jobPod, jobPodName, jobPodSelector, killJobCommand, podJobState, POD_CONTAINERS, UPLOAD_END_MARKER_PREFIX, uploadEndMarker,
+  ARTIFACTS_COPY_COMMAND, jobPod, jobPodName, jobPodSelector, killJobCommand, nodeSilence, podJobState, POD_CONTAINERS, storageEviction, UPLOAD_END_MARKER_PREFIX, uploadEndMarker,
   type KubernetesPodSettings, type PodJobState,
 } from './pod-spec.ts';
 
@@ -61,6 +61,8 @@ export interface KubernetesExecutorOptions {
   maxTimeoutSeconds: number;
   killGraceSeconds: number;
   pendingTimeoutMs: number;
+  /** How long a Pod's node may stay silent (pod-spec.ts nodeSilence) before its job is lost. */
+  nodeLostMs: number;
   /** sizeLimit of each emptyDir, and the copy-out's byte cap: the job's disk budget. */
   diskBudgetBytes: number;
   maxArtifactEntries: number;
@@ -76,6 +78,9 @@ export class KubernetesExecutor implements JobExecutor {
   private readonly copies = new Map<string, Promise<void>>();
   /** Pods whose upload this process is sending or has sent. */
   private readonly uploads = new Set<string>();
+  /** When this process first saw each Pod's node silent (a restart counts afresh: it waits longer, never less). */
+  private readonly silentSince = new Map<string, number>();
+  private readonly evictionsSaid = new Set<string>();
 
   private constructor(private readonly options: KubernetesExecutorOptions) {
     this.core = options.kubeConfig.makeApiClient(CoreV1Api);
@@ -151,11 +156,14 @@ export class KubernetesExecutor implements JobExecutor {
     if (!pod) return undefined;
     const state = podJobState(pod.status);
     switch (state.phase) {
-      case 'running':
+      case 'running': {
+        const lost = this.lostReason(pod);
+        if (lost) return { phase: 'lost', reason: lost };
         return { phase: 'running', startedAt: state.startedAt?.getTime() ?? Date.now() };
+      }
       case 'exited':
         await this.copyOut(pod);
-        return { phase: 'exited', exitCode: state.exitCode, stateOomKilled: state.oomKilled };
+        return { phase: 'exited', exitCode: state.exitCode, stateOomKilled: state.oomKilled, ...this.eviction(pod, state.evicted) };
       default:
         // Pending, uploading, or failed before the job ran: start says which, as its failure.
         return { phase: 'created' };
@@ -176,6 +184,8 @@ export class KubernetesExecutor implements JobExecutor {
     }
     this.copies.delete(podName);
     this.uploads.delete(podName);
+    this.silentSince.delete(podName);
+    this.evictionsSaid.delete(podName);
     await rm(podLogStatePath(this.options.stateDir, jobId), { force: true });
   }
 
@@ -217,9 +227,12 @@ export class KubernetesExecutor implements JobExecutor {
       const state = podJobState(pod.status);
       if (state.phase === 'exited') {
         await this.copyOut(pod);
-        return { exitCode: state.exitCode, stateOomKilled: state.oomKilled, cgroupEvidence: false };
+        return { exitCode: state.exitCode, stateOomKilled: state.oomKilled, cgroupEvidence: false, ...this.eviction(pod, state.evicted) };
       }
       if (state.phase === 'gone' || state.phase === 'upload-failed') throw new Error(`Pod ${podName} ended before its job container ran: ${describe(state)}`);
+      // The reconcile pass's inspect reports it as lost.
+      const lost = this.lostReason(pod);
+      if (lost) throw new Error(`Pod ${podName}: ${lost}`);
       await sleep(POLL_MS);
     }
   }
@@ -246,6 +259,36 @@ export class KubernetesExecutor implements JobExecutor {
       if (httpStatus(err) === 404) return undefined;
       throw err;
     }
+  }
+
+  /** A disk eviction as the exit's overDiskBudget; another eviction (the node's own pressure) is said, once per Pod. */
+  private eviction(pod: V1Pod, evicted: string | undefined): Pick<Exit, 'overDiskBudget'> {
+    if (evicted === undefined) return {};
+    if (storageEviction(evicted)) return { overDiskBudget: evicted };
+    const name = pod.metadata!.name!;
+    if (!this.evictionsSaid.has(name)) {
+      this.evictionsSaid.add(name);
+      this.options.warn(`Pod ${name}: the cluster evicted it (${evicted}); the job's exit code is the kill's`, {
+        event: 'pod_evicted', pod: name, job_id: pod.metadata?.labels?.[JOB_ID_LABEL],
+      });
+    }
+    return {};
+  }
+
+  /** Why the Pod's job is lost: its node has been silent for longer than nodeLostMs. */
+  private lostReason(pod: V1Pod): string | undefined {
+    const name = pod.metadata!.name!;
+    const silence = nodeSilence(pod);
+    if (!silence) {
+      this.silentSince.delete(name);
+      return undefined;
+    }
+    const since = this.silentSince.get(name) ?? Date.now();
+    this.silentSince.set(name, since);
+    const silentMs = Date.now() - since;
+    if (silentMs < this.options.nodeLostMs) return undefined;
+    return `${silence} for ${Math.round(silentMs / 1000)} s (FLASHPODS_KUBERNETES_NODE_LOST_SECONDS ${Math.round(this.options.nodeLostMs / 1000)}); `
+      + 'what the job did after that is unknown, and what it wrote to /artifacts stays on that node';
   }
 
   private async state(podName: string): Promise<PodJobState | undefined> {

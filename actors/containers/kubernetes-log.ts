@@ -119,6 +119,12 @@ async function readOnce(source: PodLogSource, writer: PodLogWriter, { follow: fo
     let pending = Buffer.alloc(0);
     let chain = Promise.resolve();
     const req = get(url, { ...opts, ...(signal ? { signal } : {}) }, (res) => {
+      if (res.statusCode !== 200 && res.statusCode! >= 500) {
+        // The API server could not reach the kubelet (node down, restarting): tried again, like a cut.
+        res.resume();
+        res.on('end', () => chain.then(() => resolve({ whole: false }), reject));
+        return;
+      }
       if (res.statusCode !== 200) {
         let body = '';
         res.on('data', (c: Buffer) => { if (body.length < 4096) body += c.toString(); });
@@ -151,7 +157,7 @@ async function readOnce(source: PodLogSource, writer: PodLogWriter, { follow: fo
     req.on('error', (err) => {
       if (signal?.aborted) return reject(new Error('log capture stopped'));
       if (writer.truncated) return chain.then(() => resolve({ whole: true }), reject);
-      // A connection that failed is retried by the caller; one the server refused is not.
+      // A connection that failed is retried by the caller; a request the server refused (4xx) is not.
       chain.then(() => resolve({ whole: false }), reject);
       void err;
     });

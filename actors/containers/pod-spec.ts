@@ -134,7 +134,8 @@ export function jobPod(spec: JobPodSpec): V1Pod {
     // Docker's Cmd is Kubernetes' args: the image's ENTRYPOINT stays, as on Podman.
     args: Cmd,
     env: Env.map(toEnvVar),
-    resources: guaranteed(`${Math.round(spec.cpus * 1000)}m`, String(Math.round(spec.memoryGb * GIB))),
+    resources: withEphemeralStorage(guaranteed(`${Math.round(spec.cpus * 1000)}m`, String(Math.round(spec.memoryGb * GIB))),
+      spec.artifactsSizeLimitBytes + (spec.upload?.sizeLimitBytes ?? 0)),
     securityContext: HARDENED,
     volumeMounts: [
       ...(hasUpload ? [{ name: 'work', mountPath: WORK_DIR, readOnly: spec.jobType === 'worker' }] : []),
@@ -209,6 +210,19 @@ function guaranteed(cpu: string, memory: string): V1ResourceRequirements {
 }
 
 /**
+ * The disk budget on the node. The kubelet counts against a container's ephemeral-storage limit
+ * its writable layer and its log, and against the Pod's (the sum of its containers' limits: only
+ * the job's has one) those plus the emptyDirs; past either it evicts the Pod (storageEviction).
+ * The job's limit is its budget plus the upload's room, so the Pod-wide check has the same room
+ * as /artifacts' and /work's own sizeLimits. Request = limit: the scheduler places the job only
+ * where that much disk is, as admission does for cpus and memory.
+ */
+function withEphemeralStorage(resources: V1ResourceRequirements, bytes: number): V1ResourceRequirements {
+  const storage = { 'ephemeral-storage': String(bytes) };
+  return { requests: { ...resources.requests, ...storage }, limits: { ...resources.limits, ...storage } };
+}
+
+/**
  * The job's command and environment from container-spec.ts, the one source of truth for both
  * executors. Until the JobExecutor refactor exports them on their own, they are read off the
  * Docker options; the Podman-only fields given here do not influence Cmd or Env.
@@ -276,14 +290,19 @@ export type PodJobState =
   | { phase: 'uploading' }
   | { phase: 'upload-failed'; message: string }
   | { phase: 'running'; startedAt?: Date }
-  | { phase: 'exited'; exitCode: number; oomKilled: boolean; finishedAt?: Date }
+  /** `evicted`: the kubelet's message when it evicted the Pod (its containers killed at once). */
+  | { phase: 'exited'; exitCode: number; oomKilled: boolean; finishedAt?: Date; evicted?: string }
   | { phase: 'gone'; reason: string; message: string };
 
 export function podJobState(status: V1PodStatus | undefined): PodJobState {
   const job = status?.containerStatuses?.find((c) => c.name === POD_CONTAINERS.job);
   const terminated = job?.state?.terminated;
   if (terminated) {
-    return { phase: 'exited', exitCode: terminated.exitCode, oomKilled: terminated.reason === 'OOMKilled', ...(terminated.finishedAt ? { finishedAt: new Date(terminated.finishedAt) } : {}) };
+    return {
+      phase: 'exited', exitCode: terminated.exitCode, oomKilled: terminated.reason === 'OOMKilled',
+      ...(terminated.finishedAt ? { finishedAt: new Date(terminated.finishedAt) } : {}),
+      ...(status?.reason === 'Evicted' ? { evicted: (status.message ?? '').trim() || 'no message given' } : {}),
+    };
   }
   if (job?.state?.running) return { phase: 'running', ...(job.state.running.startedAt ? { startedAt: new Date(job.state.running.startedAt) } : {}) };
   if (status?.phase === 'Failed' || status?.phase === 'Succeeded') {
@@ -326,4 +345,32 @@ export interface ArtifactUnpackResult {
   dropped: Array<{ name: string; reason: string }>;
   /** True when a cap stopped the copy before the tar's end. */
   truncated: boolean;
+}
+
+/**
+ * Whether the kubelet's eviction message (podJobState's `evicted`) is for disk: the job
+ * container's ephemeral-storage limit, the Pod's total, or an emptyDir's sizeLimit — the disk
+ * budget. Other evictions are the node's own pressure, not the job's doing.
+ */
+export function storageEviction(message: string): boolean {
+  return /exceeded its local ephemeral storage limit|ephemeral local storage usage exceeds|^Usage of EmptyDir volume/.test(message);
+}
+
+/**
+ * Why the cluster no longer knows what the Pod's node is doing, or undefined while it does. The
+ * node lifecycle controller, once a node has not reported for its node-monitor-grace-period,
+ * sets each of its Pods' Ready condition to False and leaves the rest of the status as the
+ * kubelet last wrote it; the kubelet itself never sets Ready False without ContainersReady False.
+ * So Ready False beside ContainersReady True, on a Pod whose job container was last seen
+ * running, means its node went silent (down, cut off, or its kubelet dead): the running state is
+ * stale. On a single-node cluster, or when every node of a zone is down, the controller does
+ * not evict (it cannot tell a dead cluster network from dead nodes), so Flashpods must decide.
+ */
+export function nodeSilence(pod: Pick<V1Pod, 'spec' | 'status'>): string | undefined {
+  const conditions = pod.status?.conditions ?? [];
+  const ready = conditions.find((c) => c.type === 'Ready');
+  const containersReady = conditions.find((c) => c.type === 'ContainersReady');
+  if (ready?.status !== 'False' || containersReady?.status !== 'True') return undefined;
+  if (podJobState(pod.status).phase !== 'running') return undefined;
+  return `its node ${pod.spec?.nodeName ?? '(unknown)'} stopped reporting to the cluster (the Pod is marked not ready while its containers were last reported ready)`;
 }

@@ -64,6 +64,8 @@ export interface FlashpodsConfig {
     runAsUser: number;
     /** A job's Pod not running by then (unschedulable, image missing) fails its start. */
     pendingTimeoutMs: number;
+    /** A running job's Pod on a node silent this long (pod-spec.ts nodeSilence) fails as container_lost. */
+    nodeLostMs: number;
   };
   faultInjection: boolean;
 }
@@ -229,6 +231,9 @@ export const SETTINGS = [
   { key: 'kubernetes.imagePullPolicy', env: 'FLASHPODS_KUBERNETES_IMAGE_PULL_POLICY', parse: parsers.oneOf('Always', 'IfNotPresent', 'Never'), dev: () => 'IfNotPresent', production: 'IfNotPresent' },
   { key: 'kubernetes.runAsUser', env: 'FLASHPODS_KUBERNETES_RUN_AS_USER', parse: parsers.int(1, 2_147_483_647), dev: () => 1000, production: 1000 },
   { key: 'kubernetes.pendingTimeoutMs', env: 'FLASHPODS_KUBERNETES_PENDING_TIMEOUT_SECONDS', parse: parsers.seconds(1), dev: () => 300, production: 300 },
+  // Counted after the cluster's own node-monitor-grace-period (50 s by default) has marked the
+  // node's Pods not ready: a kubelet restart never gets that far, a dead node always does.
+  { key: 'kubernetes.nodeLostMs', env: 'FLASHPODS_KUBERNETES_NODE_LOST_SECONDS', parse: parsers.seconds(1), dev: () => 60, production: 60 },
   // Tests only: POST /_faults/crash/:actor kills that actor so recovery can be watched. Refused in production.
   { key: 'faultInjection', env: 'FLASHPODS_FAULT_INJECTION', parse: parsers.bool, dev: () => false, production: false },
 ] satisfies readonly Setting[];

@@ -109,6 +109,8 @@ export type JobError =
   | { code: 'container_start_failed'; reason: string }
   | { code: 'container_not_found_on_recovery' }
   | { code: 'container_lost_on_recovery' }
+  /** The backend can no longer say what the running container does (its Kubernetes node went silent). */
+  | { code: 'container_lost'; reason: string }
   | { code: 'container_runtime_unavailable'; reason: string }
   | { code: 'spire_attestation_timeout' }
   | { code: 'token_exchange_failed' }
@@ -155,6 +157,7 @@ function describeJobError(error: JobError): string {
     case 'token_exchange_failed': return JOB_ERRORS.tokenExchangeFailed;
     case 'container_start_failed':
     case 'container_runtime_unavailable':
+    case 'container_lost':
     case 'artifact_copy_permission':
     case 'disk_limit_exceeded':
     case 'upload_mount_refused':

@@ -65,11 +65,13 @@ export type Fact =
   | { type: 'containerStarted'; containerId: string; startedAt: number }
   /** The container could not be created or started, and why (container_start_failed, upload_mount_refused, ...). */
   | { type: 'startFailed'; error: JobError }
-  /** The disk watch found the job holding more than its budget (disk-watch.ts). */
-  | { type: 'diskLimitExceeded'; reason: string; bytes: number; entries: number }
+  /** The disk watch found the job holding more than its budget (disk-watch.ts), or the backend killed it for that (no figures then). */
+  | { type: 'diskLimitExceeded'; reason: string; bytes?: number; entries?: number }
   | { type: 'containerExited'; containerId: string; exitCode: number; oom: OomFacts }
   | { type: 'containerGone' }
   | { type: 'containerMissing' }
+  /** Still listed by the backend, which can no longer say what it does (a silent Kubernetes node). */
+  | { type: 'containerLost'; containerId: string; reason: string }
   | { type: 'runtimeUnreachable'; reason: string }
   | { type: 'logTruncated' }
   // From the artifact indexer:
@@ -323,27 +325,19 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
   },
 
   containerExited(step, { containerId, exitCode, oom }) {
-    const { job } = step;
-    if (released(job)) return isSettled(job) ? step.send(removeContainer(job, containerId)) : undefined;
-    // Finished before its container went, and the container is still there: remove it again.
-    if (isFinished(job)) return step.send(removeContainer(job, containerId));
-    if (step.ending) {
-      // Seen again (a watch and a reconcile pass both saw it, or a command was lost): what is
-      // still outstanding is asked for again; executors absorb a repeat of one in flight.
-      step.send(removeContainer(job, containerId));
-      return awaitIndex(step);
-    }
-    if (!isActive(job) && job.status !== 'cancelled') return step.ignore('an exit was reported for a job that already ended');
-    // Only a SIGKILL we did not send ourselves can be the kernel's OOM kill (oom-watch.ts).
-    const oomKilled = oom.stateOomKilled || (oom.cgroupEvidence && exitCode === 137 && job.kill_reason === null && job.failure === null);
-    step.setEnding({ exitCode, oomKilled });
-    step.set({ container_id: job.container_id ?? containerId });
-    if (job.status === 'pending' || job.status === 'starting') {
-      // It ran and ended before a start was reported (e.g. while this runtime was down).
-      step.set({ status: 'running' });
-      if (job.files_id) step.send({ type: 'consumeUpload', uploadId: job.files_id, at: step.now });
-    }
-    step.send(indexArtifacts(step), removeContainer(job, containerId));
+    containerEnded(step, containerId, 'an exit', (job) => {
+      // Only a SIGKILL we did not send ourselves can be the kernel's OOM kill (oom-watch.ts).
+      const oomKilled = oom.stateOomKilled || (oom.cgroupEvidence && exitCode === 137 && job.kill_reason === null && job.failure === null);
+      return { exitCode, oomKilled };
+    });
+  },
+
+  containerLost(step, { containerId, reason }) {
+    // No exit code will come. A cancelled or timed-out job keeps its kill's outcome, as when its
+    // container vanishes (containerAbsent); whatever reached the host's artifact directory is indexed.
+    containerEnded(step, containerId, 'a lost container', (job) => ({
+      exitCode: null, oomKilled: false, ...(job.kill_reason === null ? { error: { code: 'container_lost', reason } } : {}),
+    }));
   },
 
   containerGone(step) {
@@ -444,6 +438,29 @@ const HANDLERS: { [T in FactType]: Handler<T> } = {
     if (job.artifacts_deleted_at === null) step.send({ type: 'dropArtifactRows', jobId: job.id });
   },
 };
+
+/** The container ended (it exited, or its backend lost it): the ending once, then the index and the removal. */
+function containerEnded(step: Step, containerId: string, what: string, ending: (job: JobRow) => Ending): void {
+  const { job } = step;
+  if (released(job)) return isSettled(job) ? step.send(removeContainer(job, containerId)) : undefined;
+  // Finished before its container went, and the container is still there: remove it again.
+  if (isFinished(job)) return step.send(removeContainer(job, containerId));
+  if (step.ending) {
+    // Seen again (a watch and a reconcile pass both saw it, or a command was lost): what is
+    // still outstanding is asked for again; executors absorb a repeat of one in flight.
+    step.send(removeContainer(job, containerId));
+    return awaitIndex(step);
+  }
+  if (!isActive(job) && job.status !== 'cancelled') return step.ignore(`${what} was reported for a job that already ended`);
+  step.setEnding(ending(job));
+  step.set({ container_id: job.container_id ?? containerId });
+  if (job.status === 'pending' || job.status === 'starting') {
+    // It ran and ended before a start was reported (e.g. while this runtime was down).
+    step.set({ status: 'running' });
+    if (job.files_id) step.send({ type: 'consumeUpload', uploadId: job.files_id, at: step.now });
+  }
+  step.send(indexArtifacts(step), removeContainer(job, containerId));
+}
 
 /** The container is not there: we removed it, or a reconcile pass found none. */
 function containerAbsent(step: Step, how: 'removed' | 'missing'): void {

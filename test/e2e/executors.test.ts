@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { jobPodName } from '../../actors/containers/pod-spec.ts';
-import { startKubernetesCluster, type KubernetesCluster } from '../support/kubernetes.ts';
+import { NODE_MONITOR_GRACE_SECONDS, startKubernetesCluster, type KubernetesCluster } from '../support/kubernetes.ts';
 import { TEST_IMAGE } from '../support/podman.ts';
 import { createJob, json, makeUpload, stackContainers, startStack, until, waitForJob, type Stack } from '../support/stack.ts';
 
@@ -23,7 +23,12 @@ const EXECUTORS: ExecutorName[] = chosen ? [chosen] : ['podman', 'kubernetes'];
 const LOG_LINE = /^\[\d\d:\d\d:\d\d\.\d{3}\] /;
 const lineTexts = (output: string) => output.split('\n').filter(Boolean).map((l) => l.replace(LOG_LINE, ''));
 const PENDING_TIMEOUT_SECONDS = 20;
-const STACK_ENV = { FLASHPODS_TIMEOUT_MINUTE_SECONDS: '3', FLASHPODS_CAPACITY_CPUS: '8', FLASHPODS_CAPACITY_MEMORY_GB: '8' };
+const NODE_LOST_SECONDS = 5;
+/** A disk budget of 3 × 16 MiB = 48 MiB, so the budget case writes 100 MB, not gigabytes. */
+const STACK_ENV = {
+  FLASHPODS_TIMEOUT_MINUTE_SECONDS: '3', FLASHPODS_CAPACITY_CPUS: '8', FLASHPODS_CAPACITY_MEMORY_GB: '8',
+  FLASHPODS_ARTIFACT_JOB_MAX_BYTES: String(16 * 1024 * 1024), FLASHPODS_JOB_DISK_MULTIPLE: '3',
+};
 
 describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
   let stack: Stack;
@@ -41,6 +46,7 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
         FLASHPODS_KUBERNETES_HELPER_IMAGE: TEST_IMAGE,
         FLASHPODS_KUBERNETES_IMAGE_PULL_POLICY: 'Never',
         FLASHPODS_KUBERNETES_PENDING_TIMEOUT_SECONDS: String(PENDING_TIMEOUT_SECONDS),
+        FLASHPODS_KUBERNETES_NODE_LOST_SECONDS: String(NODE_LOST_SECONDS),
       });
     } else {
       stack = await startStack(STACK_ENV);
@@ -67,6 +73,9 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
   it('logs the server\'s choice of executor once at start', () => {
     const lines = stack.server.logLines().filter((l) => l.event === 'executor');
     expect(lines.map((l) => l.executor)).toEqual([executor]);
+    // What a job cannot do on Kubernetes yet is said at start, as a warning (README "Running on a cluster").
+    const noTokens = stack.server.logLines().filter((l) => l.event === 'executor_no_tokens');
+    expect(noTokens.map((l) => l.level)).toEqual(executor === 'kubernetes' ? [40] : []);
   });
 
   it('records exit codes 0, 3 and 127 with the right states', async () => {
@@ -132,6 +141,22 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
     const stamps = raw.map((l) => l.slice(1, 13));
     expect([...stamps].sort()).toEqual(stamps);
   }, 120_000);
+
+  it('fails a job that writes past its disk budget with disk_limit_exceeded, saying what to do', async () => {
+    const t0 = Date.now();
+    const id = await runningJob({ command: 'dd if=/dev/zero of=/tmp/fill bs=1M count=100; echo written; sleep 300' });
+    const job = await waitForJob(stack.server, id, { timeoutMs: 120_000 });
+    // Podman: Flashpods' disk watch measures and SIGKILLs. Kubernetes: the kubelet evicts for the
+    // job container's ephemeral-storage limit (pod-spec.ts), its kill without a grace ending the
+    // shell with 143 or 137; Flashpods says why in its own words.
+    expect(job.status).toBe('failed');
+    expect(executor === 'podman' ? [137] : [137, 143]).toContain(job.exit_code);
+    expect(job.error).toMatch(executor === 'podman'
+      ? /^disk_limit_exceeded: the job held [\d.]+ MB in \/artifacts and its container filesystem, over its 48 MB disk budget \(3× the 16 MB per-job artifact limit\); it was killed\./
+      : /^disk_limit_exceeded: it was killed for its disk use \("(Container job exceeded its local ephemeral storage limit|Pod ephemeral local storage usage exceeds the total limit of containers) [^"]+"\); its disk budget is 48 MB \(3× the 16 MB per-job artifact limit\)/);
+    expect(job.error).toMatch(/Write less there, or ask the operator to raise FLASHPODS_JOB_DISK_MULTIPLE\.$/);
+    expect(Date.now() - t0).toBeLessThan(90_000);
+  }, 150_000);
 
   it('lists a file written to /artifacts and downloads it', async () => {
     const created = await createJob(stack.server, { type: 'worker', command: 'echo the report > /artifacts/report.txt; mkdir /artifacts/tree; echo x > /artifacts/tree/a', cpus: 1, memory_gb: 1 });
@@ -199,6 +224,47 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
     expect(ends).toContainEqual({ status: job.status, exit_code: job.exit_code, error: job.error });
     expect(Date.now() - t0).toBeLessThan(30_000);
   }, 120_000);
+
+  // What only a cluster can do to a job: have no node for it, or lose the node it runs on.
+  if (executor === 'kubernetes') {
+    it('fails a job no node can hold (more cpus than the node has) with container_start_failed saying why, after the pending timeout', async () => {
+      const t0 = Date.now();
+      // Admission here allows 8 cpus; the node has 2.
+      const created = await createJob(stack.server, { type: 'worker', command: 'true', cpus: 4, memory_gb: 1 });
+      expect(created.status).toBe(201);
+      const job = await waitForJob(stack.server, created.body.job_id, { timeoutMs: 90_000 });
+      const took = Date.now() - t0;
+      expect([job.status, job.exit_code]).toEqual(['failed', null]);
+      expect(job.error).toMatch(new RegExp(`^container_start_failed: Pod job-\\S+ was still Pending ${PENDING_TIMEOUT_SECONDS} s after its creation \\(Unschedulable: 0/1 nodes are available: 1 Insufficient cpu`));
+      expect(job.error).toContain('check that a node matches FLASHPODS_KUBERNETES_NODE_SELECTOR with room for the job\'s cpus/memory');
+      expect(took).toBeGreaterThanOrEqual(PENDING_TIMEOUT_SECONDS * 1000);
+      expect(took).toBeLessThan((PENDING_TIMEOUT_SECONDS + 15) * 1000);
+    }, 120_000);
+
+    it('fails a running job whose node goes silent with container_lost naming the node, after the cluster\'s grace and its own; the log up to then is kept', async () => {
+      const id = await runningJob({ command: 'echo started; while :; do sleep 1; done' });
+      const output = async () => lineTexts((await json(await stack.server.fetch(`/jobs/${id}/output`))).output);
+      await until(async () => (await output()).includes('started'), 20_000, 'the first line');
+      const t0 = Date.now();
+      await cluster!.killKubelet();
+      let job: Awaited<ReturnType<typeof waitForJob>>;
+      try {
+        job = await waitForJob(stack.server, id, { timeoutMs: 120_000 });
+      } finally {
+        await cluster!.startKubelet();
+      }
+      const took = Date.now() - t0;
+      expect([job.status, job.exit_code]).toEqual(['failed', null]);
+      expect(job.error).toMatch(new RegExp(`^container_lost: its node ${cluster!.nodeName} stopped reporting to the cluster \\(.*\\) for \\d+ s \\(FLASHPODS_KUBERNETES_NODE_LOST_SECONDS ${NODE_LOST_SECONDS}\\); `
+        + 'what the job did after that is unknown, and what it wrote to /artifacts stays on that node$'));
+      // The node's last heartbeat was at most 2 s (its status period) before the kill.
+      expect(took).toBeGreaterThanOrEqual((NODE_MONITOR_GRACE_SECONDS - 2 + NODE_LOST_SECONDS) * 1000);
+      expect(took).toBeLessThan((NODE_MONITOR_GRACE_SECONDS + NODE_LOST_SECONDS + 20) * 1000);
+      expect(await output()).toEqual(['started']);
+      // Deleted: the kubelet, back, stops what was left of it.
+      await until(async () => (await remaining()) === 0, 30_000, 'the lost job\'s Pod deleted');
+    }, 240_000);
+  }
 
   it('leaves no job container behind once the jobs are done', async () => {
     await until(async () => (await remaining()) === 0, 60_000, 'job containers removed');

@@ -49,6 +49,13 @@ const SETUP_HINT = 'run `bash scripts/setup-kubernetes.sh` as root first';
 const POD_SUBNET = '10.244.0.0/24';
 const CNI_NETWORK = 'flashpods-test';
 const SERVICE_RANGE = '10.96.0.0/24';
+/**
+ * kube-controller-manager's --node-monitor-grace-period here (50 s by default): how long the node
+ * may not report before its Pods are marked not ready. Shorter so a test of a node going silent
+ * takes seconds, not minutes; 10 times the kubelet's 2 s status period, so a busy test machine
+ * does not make a live node look silent.
+ */
+export const NODE_MONITOR_GRACE_SECONDS = 20;
 
 export interface KubernetesClusterOptions {
   /** Images to import into containerd besides the pause image (default: localhost/busybox:test). */
@@ -78,6 +85,13 @@ export interface KubernetesCluster {
   clientCertificate(commonName: string): { cert: string; key: string };
   /** The daemons' logs, by name. */
   logs(): Record<string, string>;
+  /**
+   * The node going silent: its kubelet SIGKILLed, the containers it started left running. The
+   * controller-manager marks the node's Pods not ready NODE_MONITOR_GRACE_SECONDS later.
+   */
+  killKubelet(): Promise<void>;
+  /** The kubelet started again; resolves once the node is Ready. */
+  startKubelet(): Promise<void>;
   stop(): Promise<void>;
   /** What this cluster left on the host after stop(): processes, mounts, cgroups, netns, files. */
   leftovers(): string[];
@@ -89,6 +103,8 @@ interface Daemon {
   log: string;
   exited(): string | undefined;
   stop(): Promise<void>;
+  /** SIGKILL to its process group, as a machine dying would; resolves once it has exited. */
+  kill(): Promise<void>;
 }
 
 function run(cmd: string, args: string[], timeoutMs = 60_000, env?: NodeJS.ProcessEnv): string {
@@ -139,6 +155,13 @@ function daemon(name: string, netns: string, bin: string, args: string[], log: s
       const hard = setTimeout(() => signal('SIGKILL'), 10_000);
       await gone;
       clearTimeout(hard);
+    },
+    async kill() {
+      process.off('exit', onExit);
+      if (exited()) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      signal('SIGKILL');
+      await gone;
     },
   };
 }
@@ -434,6 +457,7 @@ export async function startKubernetesCluster(options: KubernetesClusterOptions =
 
     start('kube-controller-manager', bins['kube-controller-manager']!, [
       `--kubeconfig=${adminKubeconfig}`, '--controllers=*,-nodeipam', '--use-service-account-credentials=false', '--leader-elect=false',
+      `--node-monitor-grace-period=${NODE_MONITOR_GRACE_SECONDS}s`, '--node-monitor-period=2s',
       '--bind-address=127.0.0.1', `--root-ca-file=${caFile}`, `--service-account-private-key-file=${join(pki, 'sa.key')}`, '--v=1']);
     start('kube-scheduler', bins['kube-scheduler']!, [`--kubeconfig=${join(dir, 'scheduler.kubeconfig')}`, '--leader-elect=false', '--bind-address=127.0.0.1', '--v=1']);
 
@@ -527,13 +551,22 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       syncFrequency: '5s',
       nodeStatusUpdateFrequency: '2s',
     }));
-    start('kubelet', bins.kubelet!, [`--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${join(dir, 'node.kubeconfig')}`,
-      `--root-dir=${join(dir, 'kubelet')}`, `--hostname-override=${NODE_NAME}`, `--node-ip=${nodeIp}`, '--v=1']);
     const core = admin.makeApiClient(CoreV1Api);
-    await until(`node ${NODE_NAME} Ready`, async () => {
-      const node = await core.readNode({ name: NODE_NAME });
-      return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-    }, 120_000, () => daemons.map((d) => d.exited()).find(Boolean));
+    const startKubelet = async (): Promise<void> => {
+      start('kubelet', bins.kubelet!, [`--config=${join(dir, 'kubelet.yaml')}`, `--kubeconfig=${join(dir, 'node.kubeconfig')}`,
+        `--root-dir=${join(dir, 'kubelet')}`, `--hostname-override=${NODE_NAME}`, `--node-ip=${nodeIp}`, '--v=1']);
+      await until(`node ${NODE_NAME} Ready`, async () => {
+        const node = await core.readNode({ name: NODE_NAME });
+        return node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+      }, 120_000, () => daemons.map((d) => d.exited()).find(Boolean));
+    };
+    const killKubelet = async (): Promise<void> => {
+      const kubelet = daemons.find((d) => d.name === 'kubelet');
+      if (!kubelet) throw new Error('no kubelet is running');
+      await kubelet.kill();
+      daemons.splice(daemons.indexOf(kubelet), 1);
+    };
+    await startKubelet();
     const nodeReadyMs = Date.now() - t0;
 
     // --- the Flashpods identity: a token of the manifest's ServiceAccount ---
@@ -550,6 +583,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       timings: { apiserverReadyMs, nodeReadyMs, imagesMs, totalMs: Date.now() - t0 },
       clientCertificate: (cn) => signCertificate(pki, `client-${cn.replace(/[^a-z0-9-]/gi, '_')}`, `/CN=${cn}`, 'extendedKeyUsage=clientAuth\n'),
       logs: () => Object.fromEntries(daemons.map((d) => [d.name, existsSync(d.log) ? readFileSync(d.log, 'utf8') : ''])),
+      killKubelet,
+      startKubelet,
       stop,
       leftovers,
     };

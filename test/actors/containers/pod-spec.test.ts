@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import type { V1PodStatus } from '@kubernetes/client-node';
 import {
-  BACKSTOP_MARGIN_SECONDS, jobPod, jobPodName, jobPodSelector, killJobCommand, podJobState, uploadEndMarker, type JobPodSpec,
+  BACKSTOP_MARGIN_SECONDS, jobPod, jobPodName, jobPodSelector, killJobCommand, nodeSilence, podJobState, storageEviction, uploadEndMarker, type JobPodSpec,
 } from '../../../actors/containers/pod-spec.ts';
 
 const settings = { namespace: 'flashpods', nodeSelector: {}, runAsUser: 1000, helperImage: 'localhost/busybox:test', imagePullPolicy: 'Never' as const };
@@ -45,7 +45,11 @@ describe('jobPod', () => {
         imagePullPolicy: 'Never',
         args: ['/bin/sh', '-c', 'echo hi'],
         env: [],
-        resources: { requests: { cpu: '2000m', memory: String(4 * 1024 ** 3) }, limits: { cpu: '2000m', memory: String(4 * 1024 ** 3) } },
+        // Ephemeral storage: the disk budget (the artifacts' sizeLimit) plus the upload's room.
+        resources: {
+          requests: { cpu: '2000m', memory: String(4 * 1024 ** 3), 'ephemeral-storage': String(12 * 1024 ** 3) },
+          limits: { cpu: '2000m', memory: String(4 * 1024 ** 3), 'ephemeral-storage': String(12 * 1024 ** 3) },
+        },
         securityContext: HARDENED,
         volumeMounts: [{ name: 'work', mountPath: '/work', readOnly: true }, { name: 'artifacts', mountPath: '/artifacts' }],
       },
@@ -83,7 +87,8 @@ describe('jobPod', () => {
       { name: 'FLASHPODS_JOB_ID', value: 'job_abc123' },
     ]);
     expect(job.volumeMounts![0]).toEqual({ name: 'work', mountPath: '/work', readOnly: false });
-    expect(job.resources).toEqual({ requests: { cpu: '500m', memory: '268435456' }, limits: { cpu: '500m', memory: '268435456' } });
+    const storage = String(12 * 1024 ** 3);
+    expect(job.resources).toEqual({ requests: { cpu: '500m', memory: '268435456', 'ephemeral-storage': storage }, limits: { cpu: '500m', memory: '268435456', 'ephemeral-storage': storage } });
   });
 
   it('has no /work, no receiver and no work volume without an upload', () => {
@@ -91,6 +96,7 @@ describe('jobPod', () => {
     expect(pod.spec!.initContainers).toBeUndefined();
     expect(pod.spec!.containers[0]!.volumeMounts).toEqual([{ name: 'artifacts', mountPath: '/artifacts' }]);
     expect(pod.spec!.volumes).toEqual([{ name: 'artifacts', emptyDir: { sizeLimit: String(10 * 1024 ** 3) } }]);
+    expect(pod.spec!.containers[0]!.resources!.limits!['ephemeral-storage']).toBe(String(10 * 1024 ** 3));
   });
 
   it('passes the worker flag for need_github_token and the node selector from the settings', () => {
@@ -144,5 +150,36 @@ describe('podJobState', () => {
     expect(podJobState(failedUpload)).toEqual({ phase: 'upload-failed', message: 'upload: the stream ended before its end marker: the upload was cut off' });
     expect(podJobState({ phase: 'Failed', reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' }))
       .toEqual({ phase: 'gone', reason: 'DeadlineExceeded', message: 'Pod was active on the node longer than the specified deadline' });
+  });
+});
+
+describe('evictions', () => {
+  it('podJobState carries the kubelet\'s eviction message; storageEviction tells the disk budget\'s from the node\'s pressure', () => {
+    const killed = [{ name: 'job', state: { terminated: { exitCode: 137, reason: 'Error' } } } as never];
+    const message = 'Container job exceeded its local ephemeral storage limit "50331648". ';
+    expect(podJobState({ phase: 'Failed', reason: 'Evicted', message, containerStatuses: killed }))
+      .toEqual({ phase: 'exited', exitCode: 137, oomKilled: false, evicted: message.trim() });
+    expect(storageEviction(message)).toBe(true);
+    expect(storageEviction('Pod ephemeral local storage usage exceeds the total limit of containers 48Mi. ')).toBe(true);
+    expect(storageEviction('Usage of EmptyDir volume "artifacts" exceeds the limit "48Mi". ')).toBe(true);
+    expect(storageEviction('The node was low on resource: memory. ')).toBe(false);
+    expect(storageEviction('The node had condition: [DiskPressure]. ')).toBe(false);
+  });
+});
+
+describe('nodeSilence', () => {
+  const running = [{ name: 'job', state: { running: {} } } as never];
+  const conditions = (ready: string, containersReady: string) => [{ type: 'Ready', status: ready }, { type: 'ContainersReady', status: containersReady }];
+  const pod = (status: V1PodStatus) => ({ spec: { nodeName: 'n1', containers: [] }, status });
+
+  it('is the node controller\'s mark only: Ready False while the containers were last reported ready, on a running job', () => {
+    expect(nodeSilence(pod({ phase: 'Running', containerStatuses: running, conditions: conditions('False', 'True') })))
+      .toBe('its node n1 stopped reporting to the cluster (the Pod is marked not ready while its containers were last reported ready)');
+    // The kubelet's own not-ready (a container ended or is not ready) is not silence.
+    expect(nodeSilence(pod({ phase: 'Running', containerStatuses: running, conditions: conditions('False', 'False') }))).toBeUndefined();
+    expect(nodeSilence(pod({ phase: 'Running', containerStatuses: running, conditions: conditions('True', 'True') }))).toBeUndefined();
+    // An exited job's state is final whatever the node does after.
+    const exited = [{ name: 'job', state: { terminated: { exitCode: 0 } } } as never];
+    expect(nodeSilence(pod({ phase: 'Running', containerStatuses: exited, conditions: conditions('False', 'True') }))).toBeUndefined();
   });
 });

@@ -39,7 +39,7 @@ describe('config', () => {
     expect(config.executor).toBe('kubernetes');
     expect(config.kubernetes).toEqual({
       kubeconfig: '/srv/checkout/.flashpods/kubeconfig', apiUrl: '', namespace: 'flashpods', nodeSelector: { pool: 'jobs', 'example.com/zone': 'a' },
-      helperImage: 'busybox:1.36', imagePullPolicy: 'IfNotPresent', runAsUser: 1000, pendingTimeoutMs: 45_000,
+      helperImage: 'busybox:1.36', imagePullPolicy: 'IfNotPresent', runAsUser: 1000, pendingTimeoutMs: 45_000, nodeLostMs: 60_000,
     });
     expect(loadConfig({ env: {} }).executor).toBe('podman');
     expect(() => loadConfig({ env: { FLASHPODS_EXECUTOR: 'nomad', FLASHPODS_KUBERNETES_NODE_SELECTOR: 'pool', FLASHPODS_KUBERNETES_RUN_AS_USER: '0' } })).toThrow(ConfigError);

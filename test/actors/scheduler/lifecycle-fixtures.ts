@@ -90,6 +90,7 @@ export const FACTS = {
   diskLimitExceeded: { type: 'diskLimitExceeded', reason: 'the job held 4 MB in /artifacts, over its 3 MB disk budget', bytes: 4 * 1024 ** 2, entries: 3 },
   containerGone: { type: 'containerGone' },
   containerMissing: { type: 'containerMissing' },
+  containerLost: { type: 'containerLost', containerId: 'c1', reason: 'its node n1 stopped reporting to the cluster for 60 s' },
   runtimeUnreachable: { type: 'runtimeUnreachable', reason: 'Podman was unreachable' },
   logTruncated: { type: 'logTruncated' },
   artifactsIndexed: { type: 'artifactsIndexed', summary: { artifacts: [{ name: 'out.txt', sizeBytes: 3, createdAt: NOW, kind: 'file' }] } },
@@ -108,7 +109,7 @@ export type FactName = keyof typeof FACTS;
 export const FACT_TYPES_COVERED: Record<FactType, FactName> = {
   admitted: 'admitted', queueGaveUp: 'queueTimedOut',
   containerCreating: 'containerCreating', containerCreated: 'containerCreated', containerStarted: 'containerStarted', startFailed: 'startFailed',
-  containerExited: 'exited0', diskLimitExceeded: 'diskLimitExceeded', containerGone: 'containerGone', containerMissing: 'containerMissing', runtimeUnreachable: 'runtimeUnreachable',
+  containerExited: 'exited0', diskLimitExceeded: 'diskLimitExceeded', containerGone: 'containerGone', containerMissing: 'containerMissing', containerLost: 'containerLost', runtimeUnreachable: 'runtimeUnreachable',
   logTruncated: 'logTruncated', artifactsIndexed: 'artifactsIndexed', killRequested: 'killRequested', deadlinePassed: 'deadlinePassed',
   cleanupPass: 'cleanupPass', artifactsDeleted: 'artifactsDeleted', logEvicted: 'logEvicted', logDeleted: 'logDeleted', jobFilesDeleted: 'jobFilesDeleted',
 };

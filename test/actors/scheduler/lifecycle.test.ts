@@ -14,6 +14,7 @@ import { env, FACT_TYPES_COVERED, FACTS, job, NOW, STATES, type FactName, type S
 
 /** A terminal job whose container is gone and whose artifacts are indexed (or that never ran). */
 const SETTLED_TERMINAL: Partial<Record<FactName, string>> = {
+  containerLost: 'removeContainer',
   containerCreated: 'removeContainer',
   containerStarted: 'removeContainer',
   startFailed: 'ignored',
@@ -31,6 +32,7 @@ const SETTLED_TERMINAL: Partial<Record<FactName, string>> = {
 
 const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
   queued: {
+    containerLost: 'ignored',
     admitted: '→pending createContainer',
     admittedBackfill: '→pending createContainer',
     queueTimedOut: '→expired expireUpload releaseUpload',
@@ -57,6 +59,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   pending: {
+    containerLost: '→running consumeUpload indexArtifacts removeContainer',
     containerCreating: '→starting',
     containerCreated: '→starting startContainer',
     containerStarted: '→running consumeUpload armDeadline',
@@ -76,6 +79,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   pendingStale: {
+    containerLost: '→running consumeUpload indexArtifacts removeContainer',
     containerCreating: '→starting',
     containerCreated: '→starting startContainer',
     containerStarted: '→running consumeUpload armDeadline',
@@ -96,6 +100,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   starting: {
+    containerLost: '→running consumeUpload indexArtifacts removeContainer',
     containerCreated: 'startContainer',
     containerStarted: '→running consumeUpload armDeadline',
     startFailed: '→failed expireUpload releaseUpload',
@@ -114,6 +119,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   created: {
+    containerLost: '→running consumeUpload indexArtifacts removeContainer',
     containerCreated: 'startContainer',
     containerStarted: '→running consumeUpload armDeadline',
     startFailed: '→failed expireUpload releaseUpload',
@@ -132,6 +138,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   running: {
+    containerLost: 'indexArtifacts removeContainer',
     containerCreated: 'ignored',
     containerStarted: 'armDeadline',
     startFailed: 'ignored',
@@ -151,6 +158,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   overdue: {
+    containerLost: 'indexArtifacts removeContainer',
     containerCreated: 'ignored',
     containerStarted: 'killContainer',
     startFailed: 'ignored',
@@ -170,6 +178,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   timingOut: {
+    containerLost: 'indexArtifacts removeContainer',
     containerCreated: 'ignored',
     containerStarted: 'killContainer',
     startFailed: 'ignored',
@@ -188,6 +197,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   exited: {
+    containerLost: 'removeContainer indexArtifacts',
     containerCreated: 'ignored',
     startFailed: 'ignored',
     exited0: 'removeContainer indexArtifacts',
@@ -204,6 +214,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   exitedIndexed: {
+    containerLost: 'removeContainer',
     containerCreated: 'ignored',
     startFailed: 'ignored',
     exited0: 'removeContainer',
@@ -232,6 +243,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   cancelledStarting: {
+    containerLost: 'indexArtifacts removeContainer',
     containerCreated: 'startContainer',
     containerStarted: 'killContainer',
     startFailed: 'expireUpload releaseUpload',
@@ -250,6 +262,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   cancelledCreated: {
+    containerLost: 'indexArtifacts removeContainer',
     containerCreated: 'startContainer',
     containerStarted: 'killContainer',
     startFailed: 'expireUpload releaseUpload',
@@ -268,6 +281,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   cancelledRunning: {
+    containerLost: 'indexArtifacts removeContainer',
     containerCreated: 'ignored',
     containerStarted: 'killContainer',
     startFailed: 'ignored',
@@ -286,6 +300,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   cancelledExited: {
+    containerLost: 'removeContainer indexArtifacts',
     containerCreated: 'ignored',
     startFailed: 'ignored',
     exited0: 'removeContainer indexArtifacts',
@@ -302,6 +317,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   completedNotGone: {
+    containerLost: 'removeContainer',
     containerCreated: 'removeContainer',
     containerStarted: 'removeContainer',
     startFailed: 'ignored',
@@ -325,6 +341,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
   failed: SETTLED_TERMINAL,
   timedOut: SETTLED_TERMINAL,
   cancelled: {
+    containerLost: 'removeContainer',
     containerCreated: 'removeContainer',
     containerStarted: 'removeContainer',
     startFailed: 'ignored',
@@ -339,6 +356,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   artifactsDue: {
+    containerLost: 'removeContainer',
     containerCreated: 'removeContainer',
     containerStarted: 'removeContainer',
     startFailed: 'ignored',
@@ -355,6 +373,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   logsDue: {
+    containerLost: 'removeContainer',
     containerCreated: 'removeContainer',
     containerStarted: 'removeContainer',
     startFailed: 'ignored',
@@ -370,6 +389,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: 'ignored',
   },
   cleaning: {
+    containerLost: 'removeContainer',
     containerCreated: 'removeContainer',
     containerStarted: 'removeContainer',
     startFailed: 'ignored',
@@ -386,6 +406,7 @@ const TABLE: Record<StateName, Partial<Record<FactName, string>>> = {
     jobFilesDeleted: '→cleaned forgetClientKey',
   },
   cleaned: {
+    containerLost: 'removeContainer',
     containerCreated: 'removeContainer',
     containerStarted: 'removeContainer',
     startFailed: 'ignored',
@@ -567,6 +588,18 @@ describe('whole lives', () => {
     expect(view(live(lost.job, indexed()).job)).toEqual({ status: 'failed', exit_code: null, error: 'container_lost_on_recovery', error_code: 'container_lost_on_recovery', outcome: 'failed' });
     // Exited and removed before a crash: finished with its real exit code.
     expect(view(live(STATES.exitedIndexed, { type: 'containerMissing' }).job)).toMatchObject({ status: 'completed', exit_code: 0 });
+  });
+
+  it('a container the backend has lost (its node silent) fails as container_lost with the reason, is removed, and its artifacts are indexed; a cancel keeps its outcome', () => {
+    const lostFact: Fact = { type: 'containerLost', containerId: 'c1', reason: 'its node n1 stopped reporting' };
+    const lost = live(STATES.running, lostFact);
+    expect([lost.job.status, lost.commands]).toEqual(['running', ['indexArtifacts', 'removeContainer']]);
+    // No exit code: final once the container is gone (the Pod deleted), like a vanished one.
+    expect(live(lost.job, indexed()).job.status).toBe('running');
+    expect(view(live(lost.job, indexed(), { type: 'containerGone' }).job))
+      .toEqual({ status: 'failed', exit_code: null, error: 'container_lost: its node n1 stopped reporting', error_code: 'container_lost', outcome: 'failed' });
+    expect(view(live(STATES.cancelledRunning, lostFact, indexed(), { type: 'containerGone' }).job)).toMatchObject({ status: 'cancelled', error_code: null });
+    expect(view(live(STATES.timingOut, lostFact, indexed(), { type: 'containerGone' }).job)).toMatchObject({ status: 'timed_out', error_code: 'timeout' });
   });
 
   it('the same fact twice (a watch and a reconcile pass) changes nothing the second time', () => {
