@@ -86,21 +86,8 @@ export class KubernetesExecutor implements JobExecutor {
     this.core = options.kubeConfig.makeApiClient(CoreV1Api);
   }
 
-  /** The kubeconfig's current context, its server replaced by `apiUrl` when that is set. */
   static open(kubeconfigPath: string, apiUrl: string, options: Omit<KubernetesExecutorOptions, 'kubeConfig'>): KubernetesExecutor {
-    const kc = new KubeConfig();
-    try {
-      kc.loadFromFile(kubeconfigPath);
-    } catch (err) {
-      throw new Error(`cannot read the kubeconfig ${kubeconfigPath} (FLASHPODS_KUBERNETES_KUBECONFIG): ${(err as Error).message}`);
-    }
-    const current = kc.getCurrentCluster();
-    if (!current) throw new Error(`the kubeconfig ${kubeconfigPath} has no current context with a cluster; set current-context`);
-    if (apiUrl) {
-      const clusters = kc.clusters.map((c) => (c.name === current.name ? { ...c, server: apiUrl } : c));
-      kc.loadFromOptions({ clusters, users: kc.users, contexts: kc.contexts, currentContext: kc.currentContext });
-    }
-    return new KubernetesExecutor({ ...options, kubeConfig: kc });
+    return new KubernetesExecutor({ ...options, kubeConfig: loadKubeConfig(kubeconfigPath, apiUrl) });
   }
 
   get apiUrl(): string {
@@ -430,6 +417,23 @@ export class KubernetesExecutor implements JobExecutor {
       await dir.close();
     }
   }
+}
+
+/** The kubeconfig's current context, its server replaced by `apiUrl` when that is set. */
+export function loadKubeConfig(kubeconfigPath: string, apiUrl: string): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromFile(kubeconfigPath);
+  } catch (err) {
+    throw new Error(`cannot read the kubeconfig ${kubeconfigPath} (FLASHPODS_KUBERNETES_KUBECONFIG): ${(err as Error).message}`);
+  }
+  const current = kc.getCurrentCluster();
+  if (!current) throw new Error(`the kubeconfig ${kubeconfigPath} has no current context with a cluster; set current-context`);
+  if (apiUrl) {
+    const clusters = kc.clusters.map((c) => (c.name === current.name ? { ...c, server: apiUrl } : c));
+    kc.loadFromOptions({ clusters, users: kc.users, contexts: kc.contexts, currentContext: kc.currentContext });
+  }
+  return kc;
 }
 
 /** The upload directory as tar entries, then the end marker; never through a link. */

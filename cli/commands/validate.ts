@@ -24,7 +24,7 @@ with the same FLASHPODS_* environment as the units (e.g. FLASHPODS_PROFILE=produ
 
   --offline            skip the internet check (no traffic leaves the host)
   --json               machine output: {ok, passed, failed, skipped, checks: [...]}
-  --only ids           comma-separated check ids or groups (spire, tokens, socket, job):
+  --only ids           comma-separated check ids or groups (spire, tokens, socket, job, kubernetes):
                        ${CHECK_IDS.join(', ')}
   --image ref          image of the probe containers and the test job; needs sh and nc (default alpine:latest)
   --spire-agent-bin p  spire-agent run inside probe containers as the Workload API client
@@ -159,7 +159,7 @@ export async function runValidate(argv: string[]): Promise<number> {
     throw err;
   }
   const options: ValidateOptions = { ...parsed.options, config };
-  const checks = selectChecks(parsed.only);
+  const checks = selectChecks(parsed.only, config.executor);
   const handle = runChecks(options, checks);
 
   // Ctrl-C or a kill mid-run: remove the probe containers before going.

@@ -17,6 +17,8 @@ import { dirname } from 'node:path';
 import { SETTINGS, type FlashpodsConfig } from '../../actors/contract/config.ts';
 import { jobErrorText } from '../../actors/contract/jobs.ts';
 import { SPIFFE_IDS, TOKEN_SERVICE_AUDIENCE } from '../../actors/tokens/policy.ts';
+import { Failed } from './failed.ts';
+import { kubernetesApi, kubernetesRole } from './kubernetes.ts';
 import { accounts, listenerFor, onPath, processesNamed, socketOwner, type Accounts, type ProcessInfo } from './host.ts';
 import { ProbeError, Prober, type ProbeRun, type ProbeSpec } from './probe.ts';
 import { errorCode, jsonOf, socketProblem, unixRequest } from './unix-http.ts';
@@ -63,14 +65,6 @@ const TOKEN_SOCKET_HOME = String(SETTINGS.find((s) => s.key === 'paths.tokenSock
 const IN_CONTAINER = { spireSocket: '/run/spire/sockets/agent.sock', spireAgent: '/flashpods-validate/spire-agent' };
 const SPIRE_SERVER_SOCKET = '/run/spire/server/api.sock';
 
-/** A failed check: what was seen and what to do. */
-export class Failed extends Error {
-  constructor(readonly detail: string, readonly hint: string) {
-    super(detail);
-    this.name = 'Failed';
-  }
-}
-
 class Skipped extends Error {}
 
 interface CheckDef {
@@ -78,6 +72,8 @@ interface CheckDef {
   title: string;
   expected: string;
   run: (ctx: Context) => Promise<string>;
+  /** Run only with this FLASHPODS_EXECUTOR (unless asked for with --only). */
+  executor?: FlashpodsConfig['executor'];
 }
 
 /** Work several checks share, done once per run. */
@@ -595,13 +591,18 @@ export const CHECKS: CheckDef[] = [
   tokenSocketCheck(),
   socketCheck('socket-spire', 'spireSocket', 0o777, (o) => ({ user: o.spireOwner, group: o.spireOwner }), 'spire-agent'),
   socketCheck('socket-api', 'apiSocket', 0o660, (o) => ({ user: o.owner, group: o.owner }), 'flashpods-api'),
+  { id: 'kubernetes-api', title: 'Kubernetes API server, with Flashpods\' credentials', expected: 'answers', run: (ctx) => kubernetesApi(ctx.config), executor: 'kubernetes' },
+  { id: 'kubernetes-role', title: 'what those credentials may do in the namespace', expected: 'exactly the executor\'s verbs', run: (ctx) => kubernetesRole(ctx.config), executor: 'kubernetes' },
 ];
 
 export const CHECK_IDS = CHECKS.map((c) => c.id);
 
-/** `--only` entries: a check id, or a group prefix (`spire`, `tokens`, `socket`, `job`). */
-export function selectChecks(only: string[] | undefined): CheckDef[] {
-  if (!only || only.length === 0) return CHECKS;
+/**
+ * `--only` entries: a check id, or a group prefix (`spire`, `tokens`, `socket`, `job`,
+ * `kubernetes`). Without them, every check of the configured executor.
+ */
+export function selectChecks(only: string[] | undefined, executor: FlashpodsConfig['executor']): CheckDef[] {
+  if (!only || only.length === 0) return CHECKS.filter((c) => c.executor === undefined || c.executor === executor);
   return CHECKS.filter((c) => only.some((o) => c.id === o || c.id.startsWith(`${o}-`)));
 }
 

@@ -6,10 +6,12 @@
  * Pick one with TEST_EXECUTOR=podman|kubernetes (default: both, one after the other).
  * Timings (create→running, exit→answer) are printed per executor at the end.
  */
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, RbacAuthorizationV1Api, type V1PolicyRule } from '@kubernetes/client-node';
 import { jobPodName } from '../../actors/containers/pod-spec.ts';
 import { NODE_MONITOR_GRACE_SECONDS, startKubernetesCluster, type KubernetesCluster } from '../support/kubernetes.ts';
 import { TEST_IMAGE } from '../support/podman.ts';
@@ -24,6 +26,7 @@ const LOG_LINE = /^\[\d\d:\d\d:\d\d\.\d{3}\] /;
 const lineTexts = (output: string) => output.split('\n').filter(Boolean).map((l) => l.replace(LOG_LINE, ''));
 const PENDING_TIMEOUT_SECONDS = 20;
 const NODE_LOST_SECONDS = 5;
+const CLI = fileURLToPath(new URL('../../cli/flashpods.mjs', import.meta.url));
 /** A disk budget of 3 × 16 MiB = 48 MiB, so the budget case writes 100 MB, not gigabytes. */
 const STACK_ENV = {
   FLASHPODS_TIMEOUT_MINUTE_SECONDS: '3', FLASHPODS_CAPACITY_CPUS: '8', FLASHPODS_CAPACITY_MEMORY_GB: '8',
@@ -237,7 +240,8 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
       expect([job.status, job.exit_code]).toEqual(['failed', null]);
       expect(job.error).toMatch(new RegExp(`^container_start_failed: Pod job-\\S+ was still Pending ${PENDING_TIMEOUT_SECONDS} s after its creation \\(Unschedulable: 0/1 nodes are available: 1 Insufficient cpu`));
       expect(job.error).toContain('check that a node matches FLASHPODS_KUBERNETES_NODE_SELECTOR with room for the job\'s cpus/memory');
-      expect(took).toBeGreaterThanOrEqual(PENDING_TIMEOUT_SECONDS * 1000);
+      // Counted from the Pod's creationTimestamp, which has whole seconds (rounded down).
+      expect(took).toBeGreaterThanOrEqual((PENDING_TIMEOUT_SECONDS - 1) * 1000);
       expect(took).toBeLessThan((PENDING_TIMEOUT_SECONDS + 15) * 1000);
     }, 120_000);
 
@@ -264,6 +268,41 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
       // Deleted: the kubelet, back, stops what was left of it.
       await until(async () => (await remaining()) === 0, 30_000, 'the lost job\'s Pod deleted');
     }, 240_000);
+
+    it('flashpods validate checks the API server and the credentials\' rights: exactly the Role\'s verbs pass, one missing or one more fails with a hint', async () => {
+      const roles = new KubeConfig();
+      roles.loadFromFile(cluster!.adminKubeconfig);
+      const rbac = roles.makeApiClient(RbacAuthorizationV1Api);
+      const role = await rbac.readNamespacedRole({ name: 'flashpods-jobs', namespace: cluster!.namespace });
+      const withRules = (rules: V1PolicyRule[]) => rbac.replaceNamespacedRole({ name: 'flashpods-jobs', namespace: cluster!.namespace, body: { ...role, metadata: { ...role.metadata, resourceVersion: undefined }, rules } });
+      const checks = async () => {
+        const run = await validateKubernetes();
+        return Object.fromEntries(run.report.checks.map((c) => [c.id, c]));
+      };
+
+      const good = await checks();
+      expect(Object.keys(good)).toEqual(['kubernetes-api', 'kubernetes-role']);
+      expect(good['kubernetes-api']).toMatchObject({ status: 'pass', detail: expect.stringMatching(new RegExp(`^${cluster!.apiUrl.replaceAll('.', '\\.')} answers, Kubernetes 1\\.37`)) });
+      expect(good['kubernetes-role']).toMatchObject({ status: 'pass', detail: 'in namespace flashpods: pods create get list delete; pods/log get; pods/attach get create; pods/exec get create; nothing more' });
+      try {
+        await withRules(role.rules!.map((r) => ({ ...r, resources: r.resources!.filter((x) => x !== 'pods/exec') })));
+        // RBAC changes reach the authorizer through its informer: within moments, not at once.
+        await until(async () => (await checks())['kubernetes-role']!.status === 'fail', 15_000, 'the narrowed Role seen');
+        expect((await checks())['kubernetes-role']).toMatchObject({
+          status: 'fail', detail: 'in namespace flashpods these credentials may not: pods/exec get; pods/exec create',
+          hint: 'kubectl apply -f deploy/kubernetes/flashpods-rbac.yaml and use a token of its ServiceAccount (kubectl -n flashpods create token flashpods)',
+        });
+        await withRules([...role.rules!, { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list'] }]);
+        await until(async () => /may also/.test((await checks())['kubernetes-role']!.detail), 15_000, 'the widened Role seen');
+        expect((await checks())['kubernetes-role']).toMatchObject({
+          status: 'fail', detail: 'in namespace flashpods these credentials may also: secrets get; secrets list',
+          hint: 'give Flashpods credentials bound to the Role of deploy/kubernetes/flashpods-rbac.yaml only (least privilege: a job host needs no more)',
+        });
+      } finally {
+        await withRules(role.rules!);
+      }
+      await until(async () => (await checks())['kubernetes-role']!.status === 'pass', 15_000, 'the Role restored');
+    }, 120_000);
   }
 
   it('leaves no job container behind once the jobs are done', async () => {
@@ -279,6 +318,16 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
       return;
     }
     await admin().deleteNamespacedPod({ name: jobPodName(jobId), namespace: cluster!.namespace, gracePeriodSeconds: 0 });
+  }
+
+  /** `flashpods validate --only kubernetes --json` with the server's own environment. */
+  async function validateKubernetes(): Promise<{ code: number; report: { checks: Array<{ id: string; status: string; detail: string; hint?: string }> } }> {
+    const { stdout, code } = await new Promise<{ stdout: string; code: number }>((resolve) => {
+      execFile(process.execPath, [CLI, 'validate', '--only', 'kubernetes', '--json'], { env: { ...process.env, ...stack.env }, timeout: 60_000 }, (err, out) => {
+        resolve({ stdout: out, code: err ? Number((err as { code?: number }).code ?? 1) : 0 });
+      });
+    });
+    return { code, report: JSON.parse(stdout) };
   }
 
   function admin(): CoreV1Api {
