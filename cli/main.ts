@@ -8,7 +8,6 @@ import { ConfigError, loadConfig } from '../actors/contract/config.ts';
 import { DEFAULT_ACTORS } from './actors.ts';
 import { DEFAULT_URL } from './client.ts';
 import { commandUsage, COMMANDS, runCommand } from './commands/index.ts';
-import { runValidate } from './commands/validate.ts';
 import { serve, StartupError } from './serve.ts';
 
 const USAGE = `usage: flashpods <command>
@@ -34,9 +33,13 @@ async function main(argv: string[]): Promise<void> {
       await serve(config, actors);
       return;
     }
-    case 'validate':
+    case 'validate': {
+      // Loaded only here: its Kubernetes checks pull in the cluster client, a second of start-up
+      // every other command would pay for nothing.
+      const { runValidate } = await import('./commands/validate.ts');
       process.exitCode = await runValidate(rest);
       return;
+    }
     case undefined:
     case 'help':
     case '--help':

@@ -6,7 +6,7 @@
  * critical path, per-line times from conmon, and a resume that neither loses nor repeats a line.
  */
 import { rm } from 'node:fs/promises';
-import { conmonLogConfig, conmonLogPath, openConmonLog, prepareConmonLogDir, type ConmonLog } from './conmon-log.ts';
+import { conmonLogConfig, conmonLogPath, createConmonLog, openConmonLog, prepareConmonLogDir, type ConmonLog, type OpenResult } from './conmon-log.ts';
 import { captureConmonLog, captureStatePath, JobLogWriter } from './job-log-writer.ts';
 import type { LogCapture, LogCaptureOptions } from './log-capture.ts';
 
@@ -43,6 +43,11 @@ export async function forgetJobFiles(place: ConmonPlace, jobId: string): Promise
 
 export type ConmonCaptureStart = { capture: LogCapture } | { unreadable: string };
 
+/** The job's conmon file, made and opened before its container starts (createConmonLog says why). */
+export function openBeforeStart(place: ConmonPlace, jobId: string): Promise<OpenResult> {
+  return createConmonLog(conmonFiles(place, jobId).conmon, place.ownerUid);
+}
+
 /**
  * Follows the job's conmon file into its log until `exited` settles (or the signal stops it),
  * from where the last capture of this job stopped; a file still missing is waited for up to
@@ -54,18 +59,23 @@ export async function captureFromConmon(
   jobId: string,
   options: LogCaptureOptions,
   exited: Promise<unknown>,
-  { waitForFileMs }: { waitForFileMs: number },
+  source: { waitForFileMs: number } | { opened: ConmonLog },
 ): Promise<ConmonCaptureStart> {
   const files = conmonFiles(place, jobId);
-  // conmon makes the file when the container is initialised, which a start that returned has done.
-  const giveUpAt = Date.now() + waitForFileMs;
-  let opened = await openConmonLog(files.conmon, place.ownerUid);
-  while (!opened.readable && /does not exist/.test(opened.why) && Date.now() < giveUpAt) {
-    await new Promise((r) => setTimeout(r, OPEN_RETRY_MS));
-    opened = await openConmonLog(files.conmon, place.ownerUid);
+  let log: ConmonLog;
+  if ('opened' in source) {
+    log = source.opened;
+  } else {
+    // conmon makes the file when the container is initialised, which a start that returned has done.
+    const giveUpAt = Date.now() + source.waitForFileMs;
+    let opened = await openConmonLog(files.conmon, place.ownerUid);
+    while (!opened.readable && /does not exist/.test(opened.why) && Date.now() < giveUpAt) {
+      await new Promise((r) => setTimeout(r, OPEN_RETRY_MS));
+      opened = await openConmonLog(files.conmon, place.ownerUid);
+    }
+    if (!opened.readable) return { unreadable: opened.why };
+    log = opened.log;
   }
-  if (!opened.readable) return { unreadable: opened.why };
-  const log: ConmonLog = opened.log;
   let writer: JobLogWriter;
   try {
     writer = await JobLogWriter.open({ logPath: options.path, statePath: files.state, capBytes: options.capBytes, onLine: options.onLine });

@@ -173,6 +173,25 @@ export async function openConmonLog(path: string, ownerUid: number): Promise<Ope
   return typeof opened === 'string' ? { readable: false, why: opened } : { readable: true, log: new ConmonLog(path, ownerUid, opened) };
 }
 
+/**
+ * Makes the file before conmon does, open, so that nothing conmon writes can be missed: conmon
+ * appends to a file it finds (O_APPEND), and when it replaces the file at its size bound, this
+ * handle still reads the old one to its end. A capture that opened the file only after the start
+ * could find it replaced already by a job that printed more than the bound at once (all of its
+ * beginning lost, and no way to tell). Only where this process is the user conmon runs as (the
+ * file must be that user's); elsewhere, and when the file exists already, it is opened as
+ * openConmonLog does.
+ */
+export async function createConmonLog(path: string, ownerUid: number): Promise<OpenResult> {
+  if (ownerUid !== process.geteuid?.()) return openConmonLog(path, ownerUid);
+  try {
+    await (await open(path, constants.O_RDONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o640)).close();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return { readable: false, why: `${path} cannot be made (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+  }
+  return openConmonLog(path, ownerUid);
+}
+
 async function openChecked(path: string, ownerUid: number): Promise<{ handle: FileHandle; inode: number } | string> {
   let handle: FileHandle;
   try {

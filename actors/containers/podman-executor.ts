@@ -13,7 +13,7 @@
  */
 import { existsSync } from 'node:fs';
 import type Docker from 'dockerode';
-import { captureFromConmon, conmonFiles, forgetJobFiles, jobLogConfig, preparePlace, type ConmonPlace } from './conmon-capture.ts';
+import { captureFromConmon, conmonFiles, forgetJobFiles, jobLogConfig, openBeforeStart, preparePlace, type ConmonPlace } from './conmon-capture.ts';
 import type { JobContainerSpec } from './container-spec.ts';
 import type { WritablePlace } from './disk-watch.ts';
 import type { ContainerState, CreateOptions, Exit, JobExecutor, JobLogOptions, KillOutcome, LabelledContainer, StartOptions, WritableFootprint } from './executor.ts';
@@ -76,8 +76,15 @@ export class PodmanExecutor implements JobExecutor {
       await this.startOnce(containerId);
       return attached;
     }
-    await this.startOnce(containerId);
-    const found = await captureFromConmon(place, capture.jobId, capture, this.exited(containerId, capture.signal), { waitForFileMs: 2000 });
+    const early = await openBeforeStart(place, capture.jobId);
+    try {
+      await this.startOnce(containerId);
+    } catch (err) {
+      if (early.readable) await early.log.close();
+      throw err;
+    }
+    const source = early.readable ? { opened: early.log } : { waitForFileMs: 2000 };
+    const found = await captureFromConmon(place, capture.jobId, capture, this.exited(containerId, capture.signal), source);
     if ('capture' in found) return found.capture;
     this.fallBack(found.unreadable);
     return startLogCapture(this.docker, containerId, { ...capture, justCreated: false });

@@ -18,7 +18,6 @@ import { SETTINGS, type FlashpodsConfig } from '../../actors/contract/config.ts'
 import { jobErrorText } from '../../actors/contract/jobs.ts';
 import { SPIFFE_IDS, TOKEN_SERVICE_AUDIENCE } from '../../actors/tokens/policy.ts';
 import { Failed } from './failed.ts';
-import { kubernetesApi, kubernetesRole } from './kubernetes.ts';
 import { accounts, listenerFor, onPath, processesNamed, socketOwner, type Accounts, type ProcessInfo } from './host.ts';
 import { ProbeError, Prober, type ProbeRun, type ProbeSpec } from './probe.ts';
 import { errorCode, jsonOf, socketProblem, unixRequest } from './unix-http.ts';
@@ -591,8 +590,9 @@ export const CHECKS: CheckDef[] = [
   tokenSocketCheck(),
   socketCheck('socket-spire', 'spireSocket', 0o777, (o) => ({ user: o.spireOwner, group: o.spireOwner }), 'spire-agent'),
   socketCheck('socket-api', 'apiSocket', 0o660, (o) => ({ user: o.owner, group: o.owner }), 'flashpods-api'),
-  { id: 'kubernetes-api', title: 'Kubernetes API server, with Flashpods\' credentials', expected: 'answers', run: (ctx) => kubernetesApi(ctx.config), executor: 'kubernetes' },
-  { id: 'kubernetes-role', title: 'what those credentials may do in the namespace', expected: 'exactly the executor\'s verbs', run: (ctx) => kubernetesRole(ctx.config), executor: 'kubernetes' },
+  // Imported when run: the cluster client costs a second of start-up a Podman host need not pay.
+  { id: 'kubernetes-api', title: 'Kubernetes API server, with Flashpods\' credentials', expected: 'answers', run: async (ctx) => (await import('./kubernetes.ts')).kubernetesApi(ctx.config), executor: 'kubernetes' },
+  { id: 'kubernetes-role', title: 'what those credentials may do in the namespace', expected: 'exactly the executor\'s verbs', run: async (ctx) => (await import('./kubernetes.ts')).kubernetesRole(ctx.config), executor: 'kubernetes' },
 ];
 
 export const CHECK_IDS = CHECKS.map((c) => c.id);

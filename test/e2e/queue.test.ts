@@ -44,8 +44,10 @@ describe('the queue', () => {
   it('runs six queued jobs of mixed sizes to completion, FIFO with safe backfill, never over capacity, in order across a restart', async () => {
     const spec = [
       // name, cpus, timeout (s here), how long it runs
-      ['A', 1, 20, 'sleep 5'],
-      ['B', 1, 20, 'sleep 11'],
+      // A runs long enough for the checks, the restart and the CLI listing below to see all four
+      // waiting (they take 2-4 s on a loaded machine); D backfills when A ends.
+      ['A', 1, 20, 'sleep 8'],
+      ['B', 1, 20, 'sleep 14'],
       ['C', 2, 5, 'sleep 1'], // the head once A and B run: needs the whole host
       ['D', 1, 2, 'sleep 1'], // certain to end (≤ 2 s + grace) long before B's bound: backfills
       ['E', 1, 60, 'sleep 1'], // could outlive B's bound and hold a cpu the head needs: waits

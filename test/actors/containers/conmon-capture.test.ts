@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { conmonLogConfig, conmonLogPath, openConmonLog } from '../../../actors/containers/conmon-log.ts';
 import { jobContainerOptions } from '../../../actors/containers/container-spec.ts';
+import { openBeforeStart } from '../../../actors/containers/conmon-capture.ts';
 import { captureConmonLog, captureStatePath, JobLogWriter } from '../../../actors/containers/job-log-writer.ts';
 import { DEFAULT_LOG_CAP_BYTES } from '../../../actors/containers/log-capture.ts';
 import { startPodmanService, startRootlessPodmanService, type PodmanService } from '../../support/podman.ts';
@@ -140,6 +141,41 @@ async function killedTwiceWhilePrinting(pod: PodmanForFile<PodmanService>, user?
 
 describe('conmon log capture on rootful Podman', () => {
   const pod = podmanForFile(startPodmanService);
+
+  it('keeps a job\'s beginning when it prints past conmon\'s size bound before anyone reads: the file is made and opened before the start', async () => {
+    const cap = 64 * 1024;
+    const conmonDir = ownDir(tempDir('conmon-early'), 'conmon');
+    const logDir = tempDir('conmon-early-logs');
+    // 20,000 lines of 19 bytes: 380 KB at once, past the bound of 3 × 64 KB.
+    const spec = workerSpec({ networkMode: 'none', command: 'yes flashpods-log-line | head -n 20000; echo done-at-end', instanceId: INSTANCE });
+    const conmonPath = conmonLogPath(conmonDir, spec.jobId);
+    const options = jobContainerOptions(spec);
+    options.HostConfig = { ...options.HostConfig, LogConfig: conmonLogConfig(conmonPath, cap) };
+    const container = await pod.docker.createContainer(options);
+    pod.cleanup.container(container.id);
+
+    const early = await openBeforeStart({ dir: conmonDir, ownerUid: 0 }, spec.jobId);
+    if (!early.readable) throw new Error(early.why);
+    const made = statSync(conmonPath).ino;
+    await container.start();
+    // Read only once the job is done: conmon has replaced its file meanwhile, so a file opened
+    // now would start somewhere in the middle of the output.
+    expect((await container.wait()).StatusCode).toBe(0);
+    expect(statSync(conmonPath).ino).not.toBe(made);
+    const writer = await JobLogWriter.open({ logPath: join(logDir, 'job.log'), statePath: join(logDir, 'job.capture.json'), capBytes: cap });
+    const result = await captureConmonLog(early.log, writer, { exited: Promise.resolve() });
+    await writer.close();
+    await early.log.close();
+
+    // The log starts with the job's first line and ends at the cap with the marker.
+    const lines = fileLines(join(logDir, 'job.log'));
+    expect(result.truncated).toBe(true);
+    expect(lines[0]).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] flashpods-log-line$/);
+    expect(lines.at(-1)).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] \[TRUNCATED - log exceeded 0\.06 MB limit\]$/);
+    expect(lines.slice(0, -1).every((l) => l.endsWith('] flashpods-log-line'))).toBe(true);
+    // The cap, and the marker line after it (as the API's log-cap test allows).
+    expect(statSync(join(logDir, 'job.log')).size).toBeLessThanOrEqual(cap + 80);
+  });
 
   it('after SIGKILLs of the capture mid-output, the job log is exactly the job\'s record, each line stamped when printed', async () => {
     await killedTwiceWhilePrinting(pod);
