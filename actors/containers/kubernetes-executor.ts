@@ -18,8 +18,8 @@
  *   `artifacts` holder (pods/exec `tar -c`) into the job's host artifact directory
  *   (kubernetes-artifacts.ts), once per Pod and process, so the artifacts actor indexes it as on
  *   Podman. A copy made again after a restart replaces the same entries.
- * - kill: pod-spec.ts's kill through the holder (TERM to the job's main process, KILL to all of
- *   its processes after the grace), which keeps the Pod and so the artifacts (jobs.md); a Pod
+ * - kill: pod-spec.ts's kill through the holder (TERM to every process of the job, its main
+ *   process last, as on Podman; KILL to all of them after the grace), which keeps the Pod and so the artifacts (jobs.md); a Pod
  *   whose holder is gone is deleted with the grace period instead. remove: delete the Pod (grace
  *   0) and wait until it is gone. listByLabel: the label selector `flashpods-job=true`.
  * - footprint: undefined. The job writes on the node, not on this host: /work and /artifacts are
@@ -120,13 +120,12 @@ export class KubernetesExecutor implements JobExecutor {
     return this.captureLog(podName, capture);
   }
 
-  async kill(podName: string, graceMs: number, onMainOnly?: (reason: string) => void): Promise<KillOutcome> {
+  async kill(podName: string, graceMs: number): Promise<KillOutcome> {
     const state = await this.state(podName);
     if (state?.phase !== 'running') return 'not-running';
     if (graceMs > 0) {
       const term = await this.exec(podName, killJobCommand('TERM')).catch((err: Error) => err);
       if (term instanceof Error) return this.deleteWithGrace(podName, graceMs, term);
-      onMainOnly?.('on Kubernetes the SIGTERM goes to the job container\'s main process (pod-spec.ts killJobCommand)');
       const deadline = Date.now() + graceMs;
       while (Date.now() < deadline) {
         if ((await this.state(podName))?.phase !== 'running') return 'exited-on-sigterm';

@@ -37,8 +37,8 @@
  * Kill keeps the artifacts (jobs.md: a cancelled or timed-out job keeps them): deleting the Pod
  * would kill the holder too. So the Pod shares one process namespace (which also gives the job
  * what `--init` gives it on Podman: a PID 1, the pause process, that reaps zombies), and a kill
- * is an exec in the holder (killJobCommand): SIGTERM to the job container's main process, and
- * after the grace SIGKILL to every process in the job container's cgroup. The price: a job can
+ * is an exec in the holder (killJobCommand): SIGTERM to every process of the job container, its
+ * main process last, and after the grace SIGKILL to every one left. The price: a job can
  * see and signal the holder (same uid); a job that kills it loses only its own artifacts
  * (`artifact_copy_container_gone`, storage.md). Pod deletion with the grace period stays the
  * final removal and the fallback kill when the holder is gone.
@@ -257,30 +257,75 @@ export const ARTIFACTS_COPY_COMMAND = ['/bin/sh', '-c', `cd ${ARTIFACTS_DIR} && 
 
 /**
  * exec in the `artifacts` container: signal the job container's processes, found in the shared
- * process namespace as the processes in another cgroup than the holder's own (pid 1 is the
- * pause process). TERM goes to the job's main process only (PPid 0: its parent, the runtime's
- * shim, is outside the namespace), KILL to every one of them, repeated until none is left (a
- * fork loop races a single pass). Prints how many processes it signalled.
+ * process namespace by the cgroup of its main process. Prints how many processes it signalled.
+ *
+ * TERM is term-every-process.ts's sequence, as on Podman: the main process is paused (SIGSTOP),
+ * every other process gets SIGTERM and SIGCONT, and once they have all exited the main process
+ * gets SIGTERM and SIGCONT, so a child's cleanup is not cut short by the container ending with
+ * its main process (the runtime then kills what is left in its cgroup). The waiting part runs in
+ * the background and the exec returns at once; the caller's KILL at the end of the grace ends
+ * it too. Where the main process cannot be paused, SIGTERM goes to every process at once; where
+ * there is none (the job has ended), nothing is signalled.
+ * KILL goes to every process, repeated until none is left (a fork loop races a single pass).
  */
 export function killJobCommand(signal: 'TERM' | 'KILL'): string[] {
-  const script = `sig=${signal}
-self=$(cat /proc/self/cgroup)
-total=0
-for round in $(seq 1 ${signal === 'KILL' ? 50 : 1}); do
-  n=0
+  // The main process: PPid 0 (its parent, the shim, is outside the namespace), not pid 1 (the
+  // sandbox's), not in this holder's cgroup (its own processes and this exec). The job's
+  // processes are those in the main process's cgroup: the sandbox's own children (a pause image
+  // may have some) are not.
+  const jobProcesses = `self=$(cat /proc/self/cgroup)
+main=
+job=
+for d in /proc/[0-9]*; do
+  p=\${d#/proc/}
+  [ "$p" = 1 ] && continue
+  grep -q '^PPid:[[:space:]]*0$' "$d/status" 2>/dev/null || continue
+  c=$(cat "$d/cgroup" 2>/dev/null) || continue
+  [ -n "$c" ] && [ "$c" != "$self" ] && { main=$p; job=$c; }
+done
+[ -n "$main" ] || { echo 0; exit 0; }
+job_pids() {
   for d in /proc/[0-9]*; do
-    p=\${d#/proc/}
-    [ "$p" = 1 ] && continue
     c=$(cat "$d/cgroup" 2>/dev/null) || continue
-    [ -n "$c" ] && [ "$c" != "$self" ] || continue
-    if [ $sig = TERM ]; then grep -q '^PPid:[[:space:]]*0$' "$d/status" 2>/dev/null || continue; fi
-    kill -$sig "$p" 2>/dev/null && n=$((n + 1))
+    [ "$c" = "$job" ] && echo "\${d#/proc/}"
   done
+}`;
+  const script = signal === 'KILL' ? `${jobProcesses}
+total=0
+for round in $(seq 1 50); do
+  n=0
+  for p in $(job_pids); do kill -KILL "$p" 2>/dev/null && n=$((n + 1)); done
   total=$((total + n))
   [ $n = 0 ] && break
   sleep 0.1
 done
-echo $total`;
+echo $total` : `${jobProcesses}
+if ! kill -STOP "$main" 2>/dev/null; then
+  n=0
+  for p in $(job_pids); do kill -TERM "$p" 2>/dev/null && n=$((n + 1)); done
+  echo $n
+  exit 0
+fi
+n=1
+for p in $(job_pids); do
+  [ "$p" = "$main" ] && continue
+  kill -TERM "$p" 2>/dev/null && kill -CONT "$p" 2>/dev/null && n=$((n + 1))
+done
+others_alive() {
+  for p in $(job_pids); do
+    [ "$p" = "$main" ] && continue
+    read -r stat 2>/dev/null < "/proc/$p/stat" || continue
+    set -- \${stat##*) }
+    case $1 in Z|X) ;; *) return 0 ;; esac
+  done
+  return 1
+}
+(
+  while others_alive; do sleep 0.1 || break; done
+  kill -TERM "$main"
+  kill -CONT "$main"
+) </dev/null >/dev/null 2>&1 &
+echo $n`;
   return ['/bin/sh', '-c', script];
 }
 

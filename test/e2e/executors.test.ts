@@ -116,6 +116,18 @@ describe.each(EXECUTORS)('jobs end to end, executor %s', (executor) => {
     expect(await (await stack.server.fetch(`/jobs/${id}/artifacts/p.txt`)).text()).toBe('partial\n');
   }, 120_000);
 
+  it('gives every process SIGTERM on cancel: a child that traps it cleans up before the main process ends (143)', async () => {
+    const id = await runningJob({ command: `sh -c 'trap "echo cleaned > /artifacts/child-marker; exit 0" TERM; echo > /artifacts/child-ready; while :; do sleep 0.1; done' & wait` });
+    // The child is ready once its marker is in /artifacts: on Kubernetes that is read only at the
+    // end, so the child's start is given a moment instead.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect((await stack.server.fetch(`/jobs/${id}`, { method: 'DELETE' })).status).toBe(200);
+    const job = await waitForJob(stack.server, id, { timeoutMs: 60_000, exitCode: true });
+    expect(job).toMatchObject({ status: 'cancelled', exit_code: 143 });
+    const marker = await stack.server.fetch(`/jobs/${id}/artifacts/child-marker`);
+    expect([marker.status, await marker.text()]).toEqual([200, 'cleaned\n']);
+  }, 120_000);
+
   it('times a job out: SIGTERM, grace, SIGKILL → timed_out 137', async () => {
     // One timeout minute lasts 3 s here; the grace is 2 s.
     const created = await createJob(stack.server, { type: 'worker', command: "trap '' TERM; while :; do sleep 1; done", cpus: 1, memory_gb: 1, timeout_minutes: 1 });

@@ -118,12 +118,13 @@ describe('jobPod', () => {
     expect(jobPodSelector()).toBe('flashpods-job=true');
   });
 
-  it('kills with TERM to the main process once, with KILL until none is left', () => {
+  it('kills with TERM to every process, the main one held until the others are gone, and with KILL until none is left (e2e: executors.test.ts)', () => {
     const term = killJobCommand('TERM')[2]!;
     const kill = killJobCommand('KILL')[2]!;
-    expect(term).toContain('sig=TERM');
-    expect(term).toContain('$(seq 1 1)');
-    expect(kill).toContain('sig=KILL');
+    expect(term).toContain('kill -STOP "$main"');
+    expect(term).toContain('kill -TERM "$p" 2>/dev/null && kill -CONT "$p"');
+    expect(term).toMatch(/while others_alive; do sleep 0\.1 \|\| break; done\n {2}kill -TERM "\$main"\n {2}kill -CONT "\$main"\n\) <\/dev\/null >\/dev\/null 2>&1 &/);
+    expect(kill).toContain('kill -KILL "$p"');
     expect(kill).toContain('$(seq 1 50)');
   });
 });
