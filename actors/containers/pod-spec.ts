@@ -53,6 +53,7 @@
  */
 import type { V1Container, V1EnvVar, V1Pod, V1PodStatus, V1ResourceRequirements, V1SecurityContext } from '@kubernetes/client-node';
 import { INSTANCE_LABEL, JOB_ID_LABEL, JOB_LABEL, JOB_TYPE_LABEL, jobContainerOptions, type JobContainerSpec } from './container-spec.ts';
+import { thenTermMain } from './term-every-process.ts';
 
 /** The Pod's containers, by role. */
 export const POD_CONTAINERS = { upload: 'upload', job: 'job', artifacts: 'artifacts' } as const;
@@ -311,19 +312,8 @@ for p in $(job_pids); do
   [ "$p" = "$main" ] && continue
   kill -TERM "$p" 2>/dev/null && kill -CONT "$p" 2>/dev/null && n=$((n + 1))
 done
-others_alive() {
-  for p in $(job_pids); do
-    [ "$p" = "$main" ] && continue
-    read -r stat 2>/dev/null < "/proc/$p/stat" || continue
-    set -- \${stat##*) }
-    case $1 in Z|X) ;; *) return 0 ;; esac
-  done
-  return 1
-}
 (
-  while others_alive; do sleep 0.1 || break; done
-  kill -TERM "$main"
-  kill -CONT "$main"
+${thenTermMain('job_pids', '"$main"')}
 ) </dev/null >/dev/null 2>&1 &
 echo $n`;
   return ['/bin/sh', '-c', script];

@@ -36,6 +36,26 @@
 import type Docker from 'dockerode';
 
 /**
+ * The sequence's end, shared with the Kubernetes executor's kill (pod-spec.ts killJobCommand):
+ * wait while any process `pids` (a shell command) prints is alive, but `$main` and those `skip`
+ * matches (a `case` pattern) — zombies count as gone — then SIGTERM and SIGCONT to `$main`.
+ */
+export function thenTermMain(pids: string, skip: string): string {
+  return `others_alive() {
+  for p in $(${pids}); do
+    case $p in ${skip}) continue ;; esac
+    read -r stat 2>/dev/null < "/proc/$p/stat" || continue
+    set -- \${stat##*) }
+    case $1 in Z|X) ;; *) return 0 ;; esac
+  done
+  return 1
+}
+while others_alive; do sleep 0.1 || break; done
+kill -TERM "$main"
+kill -CONT "$main"`;
+}
+
+/**
  * `/proc/<pid>/stat` fields after the `(comm)`: $1 state, $2 ppid, $20 start time. Processes
  * exec'd into the container (this script) have ppid 0 inside it, so only the init's children
  * have ppid 1; orphans re-parented to the init started after the main process. When the main
@@ -56,18 +76,8 @@ for p in /proc/[0-9]*; do
   case \${p#/proc/} in 1|"$main"|"$me") continue ;; esac
   kill -TERM "\${p#/proc/}" 2>/dev/null && kill -CONT "\${p#/proc/}" 2>/dev/null
 done
-others_alive() {
-  for p in /proc/[0-9]*; do
-    case \${p#/proc/} in 1|"$main"|"$me") continue ;; esac
-    read -r stat 2>/dev/null < "$p/stat" || continue
-    set -- \${stat##*) }
-    case $1 in Z|X) ;; *) return 0 ;; esac
-  done
-  return 1
-}
-while others_alive; do sleep 0.1 || break; done
-kill -TERM "$main"
-kill -CONT "$main"
+all_pids() { for d in /proc/[0-9]*; do echo "\${d#/proc/}"; done; }
+${thenTermMain('all_pids', '1|"$main"|"$me"')}
 `;
 
 /**

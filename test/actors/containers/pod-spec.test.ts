@@ -123,7 +123,7 @@ describe('jobPod', () => {
     const kill = killJobCommand('KILL')[2]!;
     expect(term).toContain('kill -STOP "$main"');
     expect(term).toContain('kill -TERM "$p" 2>/dev/null && kill -CONT "$p"');
-    expect(term).toMatch(/while others_alive; do sleep 0\.1 \|\| break; done\n {2}kill -TERM "\$main"\n {2}kill -CONT "\$main"\n\) <\/dev\/null >\/dev\/null 2>&1 &/);
+    expect(term).toMatch(/while others_alive; do sleep 0\.1 \|\| break; done\nkill -TERM "\$main"\nkill -CONT "\$main"\n\) <\/dev\/null >\/dev\/null 2>&1 &/);
     expect(kill).toContain('kill -KILL "$p"');
     expect(kill).toContain('$(seq 1 50)');
   });
