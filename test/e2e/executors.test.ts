@@ -4,6 +4,9 @@
  * FLASHPODS_EXECUTOR=kubernetes against the real single-node cluster of test/support/kubernetes.ts,
  * driven with the credentials of deploy/kubernetes/flashpods-rbac.yaml's ServiceAccount only.
  * Pick one with TEST_EXECUTOR=podman|kubernetes (default: both, one after the other).
+ * Three cases exist on Kubernetes only, for what only a cluster can do: no node can hold the job,
+ * the job's node goes silent (its kubelet SIGKILLed, then started again), and `flashpods validate`'s
+ * checks of the credentials' rights.
  * Timings (create→running, exit→answer) are printed per executor at the end.
  */
 import { execFile } from 'node:child_process';
