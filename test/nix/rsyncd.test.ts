@@ -93,9 +93,10 @@ describe('the rendered /etc/rsyncd.conf, run by a real rsync daemon', () => {
     writeFileSync(join(src, 'big.bin'), Buffer.alloc(1024 * 1024));
     chmodSync(src, 0o755);
     const slow = rsyncFrom(topo!.ns.laptop, ['-r', '--bwlimit=256', `${src}/`, 'rsync://10.0.0.1/uploads/upload_abcdefabcdef/']);
-    // Entries of this transfer only (one of the previous test may still be ending).
+    // Entries of this transfer only (one of the previous test may still be ending), and only once
+    // the hook has renamed its `.<pid>.tmp` into place, as finalize reads them (rsync-transfers.ts).
     const entryOf = (name: string) => { try { return readFileSync(join(transfers, name), 'utf8'); } catch { return ''; } };
-    const mine = () => (existsSync(transfers) ? readdirSync(transfers) : []).filter((name) => entryOf(name) === '/upload_abcdefabcdef/\0');
+    const mine = () => (existsSync(transfers) ? readdirSync(transfers) : []).filter((name) => !name.startsWith('.') && entryOf(name) === '/upload_abcdefabcdef/\0');
     let entries: string[] = [];
     // The daemon looks the client's name up first (no `reverse lookup = no` here): ~10 s without DNS.
     const deadline = Date.now() + 15_000;
