@@ -183,19 +183,15 @@ export async function openConmonLog(path: string, ownerUid: number): Promise<Ope
  * openConmonLog does.
  */
 export async function createConmonLog(path: string, ownerUid: number): Promise<OpenResult> {
-  if (ownerUid !== process.geteuid?.()) return openConmonLog(path, ownerUid);
-  try {
-    await (await open(path, constants.O_RDONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o640)).close();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return { readable: false, why: `${path} cannot be made (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
-  }
-  return openConmonLog(path, ownerUid);
+  const opened = await openChecked(path, ownerUid, ownerUid === process.geteuid?.());
+  return typeof opened === 'string' ? { readable: false, why: opened } : { readable: true, log: new ConmonLog(path, ownerUid, opened) };
 }
 
-async function openChecked(path: string, ownerUid: number): Promise<{ handle: FileHandle; inode: number } | string> {
+/** `create`: make the file (mode 0640, as conmon does) when it is not there yet. */
+async function openChecked(path: string, ownerUid: number, create = false): Promise<{ handle: FileHandle; inode: number } | string> {
   let handle: FileHandle;
   try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | (create ? constants.O_CREAT : 0), 0o640);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ELOOP') return `${path} is a symbolic link`;

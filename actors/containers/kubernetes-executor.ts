@@ -19,7 +19,8 @@
  *   (kubernetes-artifacts.ts), once per Pod and process, so the artifacts actor indexes it as on
  *   Podman. A copy made again after a restart replaces the same entries.
  * - kill: pod-spec.ts's kill through the holder (TERM to every process of the job, its main
- *   process last, as on Podman; KILL to all of them after the grace), which keeps the Pod and so the artifacts (jobs.md); a Pod
+ *   process last, as on Podman; KILL to all of them after the grace), which keeps the Pod and so
+ *   the artifacts (jobs.md); a Pod
  *   whose holder is gone is deleted with the grace period instead. remove: delete the Pod (grace
  *   0) and wait until it is gone. listByLabel: the label selector `flashpods-job=true`.
  * - footprint: undefined. The job writes on the node, not on this host: /work and /artifacts are
